@@ -1,0 +1,44 @@
+# One entry point for setting up, running and testing testtime. Everything a test needs is
+# installed from this repository's own files (pyproject extras); nothing by hand.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+MODEL ?= qwen2.5-coder-0.5b
+PYTEST_ARGS ?=
+# CI runs everything except the slow real-model checks, plus the slow ones also marked 'ci'.
+MARKERS ?= not slow or ci
+
+.PHONY: setup setup-dev demo test lint typecheck check bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+setup: $(BIN)/python
+	$(BIN)/pip install -q -e '.[embedded,serve]'
+
+setup-dev: $(BIN)/python
+	$(BIN)/pip install -q -e '.[embedded,serve,dev]'
+
+demo: setup
+	$(BIN)/testtime pull $(MODEL)
+	$(BIN)/testtime run --task arith --limit 40 --strategy self-consistency:n=8 \
+		--backend embedded:$(MODEL) --seed 0 --out runs/demo.jsonl
+
+test: setup-dev
+	$(BIN)/testtime pull smollm2-135m
+	$(BIN)/testtime pull qwen2.5-coder-0.5b
+	$(BIN)/python -m pytest -q -m "$(MARKERS)" $(PYTEST_ARGS)
+
+lint: setup-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+check: lint test
+
+bench: setup
+	$(BIN)/python bench/throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs

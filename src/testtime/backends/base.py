@@ -1,0 +1,97 @@
+"""The one async protocol every engine sits behind, and the backend registry."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from testtime.budget import CostModel
+from testtime.registry import Registry, SpecError, split_spec
+from testtime.types import Completion, Generation, GenerationRequest
+
+
+class BackendError(RuntimeError):
+    """An engine or server failed to answer (unreachable, error reply, bad output)."""
+
+
+class Capabilities(BaseModel):
+    """What a backend can do natively; strategies and the Context adapt to it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_n: int = 1
+    logprobs: bool = False
+    prefix_cache: bool = False
+    max_parallel: int = 1
+    streaming: bool = False
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """An engine that samples completions for a prompt."""
+
+    name: str
+    capabilities: Capabilities
+    cost: CostModel
+
+    async def generate(self, req: GenerationRequest) -> Generation:
+        """Sample ``req.n`` completions of ``req.prompt``."""
+        ...
+
+    async def ready(self) -> None:
+        """Load the model or reach the server now; raise BackendError if it cannot be."""
+        ...
+
+    async def close(self) -> None:
+        """Release the engine or connections."""
+        ...
+
+
+class StreamingBackend(Backend, Protocol):
+    """A backend that can also stream the text of a single completion as it is produced."""
+
+    def stream(self, req: GenerationRequest) -> AsyncIterator[str | Generation]:
+        """Yield text pieces, then the finished Generation as the last item."""
+        ...
+
+
+class BackendSettings(BaseModel):
+    """Base for each backend's validated options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    positional: ClassVar[str] = "target"
+
+
+backends: Registry[Any] = Registry("backend")
+
+
+def make_backend(spec: str) -> Backend:
+    """Build a backend from a spec such as ``embedded:qwen2.5-coder-0.5b,slots=16``.
+
+    The first option without ``=`` is the backend's main target (model or URL).
+    """
+    cls = backends.get(spec.partition(":")[0].strip())
+    settings_cls: type[BackendSettings] = cls.Settings
+    _, options = split_spec(spec, positional=settings_cls.positional)
+    try:
+        settings = settings_cls.model_validate(options)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise SpecError(f"invalid backend spec {spec!r}: {problems}") from None
+    backend: Backend = cls(settings)
+    return backend
+
+
+def join_completions(parts: list[Generation], counted_by: str) -> Generation:
+    """Merge the generations of several calls that served one request."""
+    completions: list[Completion] = [c for g in parts for c in g.completions]
+    return Generation(
+        completions=tuple(completions),
+        prompt_tokens=sum(g.prompt_tokens for g in parts),
+        cached_tokens=sum(g.cached_tokens for g in parts),
+        seconds=max((g.seconds for g in parts), default=0.0),
+        counted_by=counted_by,
+    )

@@ -1,0 +1,220 @@
+"""The embedded default: llama.cpp in process through xllamacpp, no server, no GPU needed.
+
+Blocking engine calls run in a dedicated thread pool (one thread per slot), so the event loop
+never blocks and llama.cpp's continuous batching sees every request at once. Requests stream
+internally: each choice's final chunk carries the engine's own prompt/cache/generated counts,
+which are exact per choice even when ``n > 1`` (the non-streamed reply counts one choice only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from pydantic import Field
+
+from testtime.backends.base import (
+    BackendError,
+    BackendSettings,
+    Capabilities,
+    backends,
+    join_completions,
+)
+from testtime.budget import CostModel
+from testtime.models import DEFAULT_MODEL, read_shape, resolve
+from testtime.types import Completion, Generation, GenerationRequest, Prompt
+
+
+class EmbeddedSettings(BackendSettings):
+    """Options of ``embedded:MODEL,slots=…,ctx=…,threads=…``."""
+
+    model: str = DEFAULT_MODEL
+    slots: int = Field(default=32, ge=1, le=256)
+    ctx: int = Field(default=2048, ge=256, description="context tokens per slot")
+    threads: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
+    batch: int = Field(default=512, ge=32)
+    verbosity: int = Field(default=-1, description="llama.cpp log level; -1 keeps it quiet")
+
+    positional = "model"
+
+
+def chat_request(prompt: Prompt, req: GenerationRequest, n: int) -> dict[str, Any]:
+    """The OpenAI-style chat body for a request; an assistant prefix is sent as a prefill."""
+    messages = [m.model_dump() for m in prompt.messages]
+    if prompt.prefix:
+        messages.append({"role": "assistant", "content": prompt.prefix})
+    body: dict[str, Any] = {
+        "messages": messages,
+        "n": n,
+        "max_tokens": req.max_tokens,
+        "temperature": req.temperature,
+        "top_p": req.top_p,
+    }
+    if req.stop:
+        body["stop"] = list(req.stop)
+    if req.seed is not None:
+        body["seed"] = req.seed
+    if req.logprobs:
+        body["logprobs"] = True
+    return body
+
+
+@backends.register("embedded")
+class EmbeddedBackend:
+    """llama.cpp in process with continuous batching, n-sampling, logprobs and prompt cache."""
+
+    Settings = EmbeddedSettings
+
+    def __init__(self, settings: EmbeddedSettings | None = None, **kwargs: Any) -> None:
+        self.settings = settings or EmbeddedSettings(**kwargs)
+        self.name = f"embedded:{self.settings.model}"
+        self.capabilities = Capabilities(
+            max_n=self.settings.slots, logprobs=True, prefix_cache=True,
+            max_parallel=self.settings.slots, streaming=True,
+        )
+        self.cost = CostModel()
+        self._server: Any = None
+        self._start_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=self.settings.slots + 2,
+                                        thread_name_prefix="testtime-engine")
+
+    def start(self) -> None:
+        """Load the model (pulling its pack if needed). Idempotent and thread-safe."""
+        with self._start_lock:
+            if self._server is not None:
+                return
+            try:
+                import xllamacpp
+            except ImportError as exc:
+                raise BackendError(
+                    "the embedded backend needs xllamacpp: pip install 'testtime[embedded]'"
+                ) from exc
+            path = resolve(self.settings.model)
+            s = self.settings
+            p = xllamacpp.CommonParams()
+            p.model.path = str(path)
+            p.n_parallel = s.slots
+            p.n_ctx = s.slots * s.ctx
+            p.kv_unified = True
+            p.n_batch = s.batch
+            p.cpuparams.n_threads = s.threads
+            p.cpuparams_batch.n_threads = s.threads
+            p.offline = True
+            p.verbosity = self.settings.verbosity
+            self.cost = CostModel(read_shape(path))
+            self._server = xllamacpp.Server(p)
+
+    async def ready(self) -> None:
+        """Load the model in a worker thread."""
+        await asyncio.get_running_loop().run_in_executor(self._pool, self.start)
+
+    async def generate(self, req: GenerationRequest) -> Generation:
+        """Sample ``req.n`` completions, splitting into slot-sized requests run concurrently."""
+        chunks = _split(req.n, self.settings.slots)
+        parts = await asyncio.gather(*(self._call(req, n) for n in chunks))
+        return parts[0] if len(parts) == 1 else join_completions(list(parts), "engine-timings")
+
+    async def stream(self, req: GenerationRequest) -> AsyncIterator[str | Generation]:
+        """Yield text pieces of a single completion as they come, then the Generation."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | Generation | BaseException] = asyncio.Queue()
+
+        def on_text(index: int, text: str) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, text)
+
+        task = asyncio.ensure_future(self._call(req.model_copy(update={"n": 1}), 1, on_text))
+        task.add_done_callback(
+            lambda t: queue.put_nowait(t.exception() or t.result())  # type: ignore[arg-type]
+            if not t.cancelled() else None
+        )
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if isinstance(item, Generation):
+                    return
+        finally:
+            task.cancel()
+
+    async def _call(self, req: GenerationRequest, n: int,
+                    on_text: Callable[[int, str], None] | None = None) -> Generation:
+        if self._server is None:
+            await self.ready()
+        cancel = threading.Event()
+        fut = asyncio.get_running_loop().run_in_executor(
+            self._pool, self._blocking_call, req, n, cancel, on_text)
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
+
+    def _blocking_call(self, req: GenerationRequest, n: int, cancel: threading.Event,
+                       on_text: Callable[[int, str], None] | None) -> Generation:
+        body = chat_request(req.prompt, req, n)
+        body["stream"] = True
+        texts: list[list[str]] = [[] for _ in range(n)]
+        logprobs: list[list[float]] = [[] for _ in range(n)]
+        finals: dict[int, tuple[str, dict[str, Any]]] = {}
+        errors: list[Any] = []
+        started = time.monotonic()
+
+        def on_chunk(chunk: Any) -> bool:
+            if not isinstance(chunk, dict) or "error" in chunk:
+                errors.append(chunk)
+                return True
+            for choice in chunk.get("choices", ()):
+                i = int(choice.get("index", 0))
+                piece = (choice.get("delta") or {}).get("content")
+                if piece:
+                    texts[i].append(piece)
+                    if on_text is not None:
+                        on_text(i, piece)
+                for lp in (choice.get("logprobs") or {}).get("content") or ():
+                    logprobs[i].append(float(lp["logprob"]))
+                if choice.get("finish_reason"):
+                    finals[i] = (choice["finish_reason"], chunk.get("timings") or {})
+            return cancel.is_set()
+
+        reply = self._server.handle_chat_completions(body, on_chunk)
+        if isinstance(reply, dict) and "error" in reply:
+            errors.append(reply)
+        if errors:
+            raise BackendError(f"embedded engine error: {errors[0]}")
+        if cancel.is_set():
+            raise asyncio.CancelledError()
+        completions = []
+        for i in range(n):
+            reason, timing = finals.get(i, ("length", {}))
+            text = "".join(texts[i])
+            if req.prompt.prefix and text.startswith(req.prompt.prefix):
+                text = text[len(req.prompt.prefix):]
+            completions.append(Completion(
+                text=text, finish_reason=reason,
+                generated_tokens=int(timing.get("predicted_n", len(texts[i]))),
+                logprobs=tuple(logprobs[i]) if req.logprobs else None,
+            ))
+        first = finals.get(0, ("", {}))[1]
+        cached = int(first.get("cache_n", 0))
+        return Generation(
+            completions=tuple(completions),
+            prompt_tokens=cached + int(first.get("prompt_n", 0)),
+            cached_tokens=cached,
+            seconds=time.monotonic() - started,
+            counted_by="engine-timings",
+        )
+
+    async def close(self) -> None:
+        """Stop accepting work and free the thread pool (the model is freed with the object)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _split(n: int, size: int) -> list[int]:
+    return [min(size, n - i) for i in range(0, n, size)]

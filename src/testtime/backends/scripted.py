@@ -1,0 +1,128 @@
+"""A deterministic backend for unit tests of strategy logic.
+
+A responder function maps (prompt, sample index, request) to text. Tokens are whitespace-split
+words, so counts are exact and predictable; stop strings and max_tokens are honoured like a
+real engine; a prompt that shares a word prefix with an earlier one reports those words as
+cached, like a prefix cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import Field
+
+from testtime.backends.base import BackendSettings, Capabilities, backends
+from testtime.budget import CostModel
+from testtime.types import Completion, Generation, GenerationRequest, Prompt
+
+Responder = Callable[[Prompt, int, GenerationRequest], str]
+
+
+class ScriptedSettings(BackendSettings):
+    """Options of ``scripted:text=…``: always answer with ``text`` (for CLI smoke tests)."""
+
+    text: str = "The answer is 0."
+    max_n: int = Field(default=64, ge=1)
+    delay: float = Field(default=0.0, ge=0.0)
+
+    positional = "text"
+
+
+def render(prompt: Prompt) -> str:
+    """The flat text a scripted model 'sees', used for cache accounting and responders."""
+    return "\n".join(f"{m.role}: {m.content}" for m in prompt.messages) + "\nassistant: " + (
+        prompt.prefix)
+
+
+@backends.register("scripted")
+class ScriptedBackend:
+    """Deterministic fake engine driven by a responder function."""
+
+    Settings = ScriptedSettings
+
+    def __init__(self, settings: ScriptedSettings | None = None, *,
+                 responder: Responder | None = None, max_n: int | None = None,
+                 delay: float | Callable[[str], float] | None = None,
+                 logprob: Callable[[str], float] | None = None) -> None:
+        self.settings = settings or ScriptedSettings()
+        fixed = self.settings.text
+        self.responder: Responder = responder or (lambda prompt, i, req: fixed)
+        self.capabilities = Capabilities(
+            max_n=max_n or self.settings.max_n, logprobs=True, prefix_cache=True,
+            max_parallel=64, streaming=False)
+        self.name = "scripted"
+        self.cost = CostModel()
+        self.delay = self.settings.delay if delay is None else delay
+        self.logprob = logprob or (lambda text: -0.1)
+        self.requests: list[GenerationRequest] = []
+        self.cancelled = 0
+        self._seen: list[list[str]] = []
+        self._counter = itertools.count()
+
+    @classmethod
+    def cycle(cls, texts: Sequence[str], **kwargs: Any) -> ScriptedBackend:
+        """A backend that answers with ``texts`` in turn, whatever the prompt."""
+        counter = itertools.count()
+        return cls(responder=lambda p, i, r: texts[next(counter) % len(texts)], **kwargs)
+
+    def _cached(self, words: list[str]) -> int:
+        best = 0
+        for seen in self._seen:
+            k = 0
+            for a, b in zip(seen, words, strict=False):
+                if a != b:
+                    break
+                k += 1
+            best = max(best, k)
+        self._seen.append(words)
+        return best
+
+    async def generate(self, req: GenerationRequest) -> Generation:
+        """Answer with the responder's texts, cut at stop strings and max_tokens."""
+        self.requests.append(req)
+        if req.n > self.capabilities.max_n:
+            raise ValueError(f"scripted backend asked for n={req.n} > max_n")
+        prompt_words = render(req.prompt).split()
+        cached = self._cached(prompt_words)
+        completions = []
+        for i in range(req.n):
+            text = self.responder(req.prompt, i, req)
+            completions.append(self._finish(text, req))
+        delay = self.delay(render(req.prompt)) if callable(self.delay) else self.delay
+        if delay:
+            try:
+                await asyncio.sleep(delay * max(c.generated_tokens for c in completions))
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+        return Generation(completions=tuple(completions), prompt_tokens=len(prompt_words),
+                          cached_tokens=cached, counted_by="scripted-words")
+
+    def _finish(self, text: str, req: GenerationRequest) -> Completion:
+        reason = "stop"
+        for stop in req.stop:
+            if stop and stop in text:
+                text = text[: text.index(stop)]
+        words = text.split(" ")
+        if len([w for w in words if w]) > req.max_tokens:
+            kept, count = [], 0
+            for w in words:
+                count += bool(w)
+                if count > req.max_tokens:
+                    break
+                kept.append(w)
+            text, reason = " ".join(kept), "length"
+        n_tokens = len(text.split())
+        lps = tuple(self.logprob(text) for _ in range(max(n_tokens, 1))) if req.logprobs else None
+        return Completion(text=text, finish_reason=reason, generated_tokens=n_tokens,
+                          logprobs=lps)
+
+    async def ready(self) -> None:
+        """Always ready."""
+
+    async def close(self) -> None:
+        """Nothing to release."""

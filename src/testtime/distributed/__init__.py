@@ -1,0 +1,1 @@
+"""Scale-out of sweeps on Ray."""

@@ -1,0 +1,1 @@
+"""Evaluation: running strategies over tasks, metrics, summaries."""

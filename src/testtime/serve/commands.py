@@ -1,0 +1,9 @@
+"""CLI commands of the serve layer, added to the main `testtime` app."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this layer's commands to app."""

@@ -1,0 +1,153 @@
+"""The Strategy protocol, its registry and the Context every strategy spends through.
+
+Everything incidental (request splitting, token accounting, budget checks, answer extraction,
+verifier calls) lives in the Context, once, so each strategy file holds only its idea.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from testtime.answers import extract_answer
+from testtime.backends.base import Backend
+from testtime.budget import Budget, BudgetExhausted, Ledger
+from testtime.registry import Registry, build
+from testtime.types import (
+    Candidate,
+    Generation,
+    GenerationRequest,
+    Problem,
+    Prompt,
+    Result,
+    Score,
+)
+from testtime.verifiers.base import Verifier, VerifyContext, make_verifier
+
+
+@dataclass
+class Context:
+    """A strategy's view of the world for one problem: engine, verifier, budget, ledger, rng."""
+
+    backend: Backend
+    verifier: Verifier | None = None
+    budget: Budget = field(default_factory=Budget)
+    seed: int = 0
+    strategy: str = ""
+    ledger: Ledger = field(init=False)
+    rng: random.Random = field(init=False)
+    trace: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.ledger = Ledger(budget=self.budget, cost=self.backend.cost)
+        self.rng = random.Random(self.seed)
+        self._calls = 0
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether the budget refused or shrank a call."""
+        return self.ledger.exhausted
+
+    def next_seed(self) -> int:
+        """A fresh, reproducible sampling seed for the next call."""
+        self._calls += 1
+        return (self.seed * 1_000_003 + self._calls) % (2**31 - 1)
+
+    async def generate(self, req: GenerationRequest) -> Generation:
+        """Run one budget-checked backend call and record what it cost.
+
+        The request is shrunk (fewer samples, fewer tokens) to fit the budget; when nothing
+        fits, an empty Generation is returned and ``exhausted`` is set.
+        """
+        try:
+            n, max_tokens = self.ledger.plan(req.n, req.max_tokens)
+        except BudgetExhausted:
+            return Generation(completions=())
+        if (n, max_tokens) != (req.n, req.max_tokens):
+            self.ledger.exhausted = True
+            req = req.model_copy(update={"n": n, "max_tokens": max_tokens})
+        if req.seed is None:
+            req = req.model_copy(update={"seed": self.next_seed()})
+        gen = await self.backend.generate(req)
+        self.ledger.record(gen)
+        return gen
+
+    async def sample(self, prompt: Problem | Prompt, n: int, *, temperature: float = 0.8,
+                     max_tokens: int = 512, stop: Sequence[str] = (),
+                     logprobs: bool | None = None) -> list[Candidate]:
+        """Sample ``n`` full or continued solutions and extract their answers."""
+        p = prompt.prompt() if isinstance(prompt, Problem) else prompt
+        want_lp = logprobs if logprobs is not None else bool(
+            self.verifier is not None and self.verifier.needs_logprobs)
+        req = GenerationRequest(prompt=p, n=n, temperature=temperature, max_tokens=max_tokens,
+                                stop=tuple(stop), logprobs=want_lp)
+        gen = await self.generate(req)
+        return [self.candidate(p, c) for c in gen.completions]
+
+    @staticmethod
+    def candidate(prompt: Prompt, completion: Any) -> Candidate:
+        """A Candidate for a completion of ``prompt`` (the prefix counts as part of the text)."""
+        text = prompt.prefix + completion.text
+        return Candidate(text=text, answer=extract_answer(text), completion=completion)
+
+    async def score(self, problem: Problem, candidates: Sequence[Candidate],
+                    verifier: Verifier | None = None) -> list[Candidate]:
+        """Score candidates with ``verifier`` (default: the context's) and attach the scores."""
+        v = verifier or self.verifier
+        if v is None:
+            raise ValueError("this strategy needs a verifier; pass --verifier or verifier=NAME")
+        if not candidates:
+            return []
+        scores: list[Score] = await v.score(problem, candidates,
+                                            VerifyContext(backend=self.backend, ledger=self.ledger))
+        return [c.with_score(s) for c, s in zip(candidates, scores, strict=True)]
+
+    def result(self, problem: Problem, answer: str | None, candidates: Sequence[Candidate],
+               *, text: str | None = None, votes: dict[str, float] | None = None,
+               **extra: Any) -> Result:
+        """Close the ledger and package the answer with its evidence and cost."""
+        if text is None:
+            text = next((c.text for c in candidates if c.answer == answer), None)
+        if self.trace:
+            extra.setdefault("trace", self.trace)
+        return Result(problem_id=problem.id, answer=answer, text=text,
+                      candidates=tuple(candidates), usage=self.ledger.close(),
+                      strategy=self.strategy, budget_exhausted=self.ledger.exhausted,
+                      votes=votes or {}, extra=extra)
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """Turns a problem and a Context into a Result."""
+
+    async def run(self, problem: Problem, ctx: Context) -> Result:
+        """Solve ``problem`` spending only through ``ctx``."""
+        ...
+
+
+class StrategySettings(BaseModel):
+    """Base for strategies: their options are validated, immutable pydantic fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    uses_verifier: ClassVar[bool] = False
+
+    temperature: float = Field(default=0.8, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=512, ge=1, le=131072)
+    verifier: str | None = Field(default=None, description="verifier spec; default: --verifier")
+
+    def make_verifier(self, fallback: Verifier | None) -> Verifier | None:
+        """The verifier this strategy uses: its own spec, else the run's default."""
+        return make_verifier(self.verifier) if self.verifier else fallback
+
+
+strategies: Registry[Any] = Registry("strategy")
+
+
+def make_strategy(spec: str) -> Any:
+    """Build a strategy from a spec such as ``self-consistency:n=16,temperature=0.7``."""
+    return build(strategies, spec)

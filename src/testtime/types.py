@@ -1,0 +1,185 @@
+"""Immutable data shared by every layer: problems, prompts, requests, completions, results."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["system", "user", "assistant"]
+
+
+class Frozen(BaseModel):
+    """Base for immutable, JSON-serialisable records."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Message(Frozen):
+    """One chat message."""
+
+    role: Role
+    content: str
+
+
+class Prompt(Frozen):
+    """Chat messages plus an optional assistant prefix that generation must continue.
+
+    Keeping ``prefix`` separate lets tree search extend a partial solution on any backend while
+    the rendered bytes of earlier steps stay identical, so prefix caches hit.
+    """
+
+    messages: tuple[Message, ...]
+    prefix: str = ""
+
+    def extend(self, text: str) -> Prompt:
+        """Return the prompt whose assistant prefix is this one's plus ``text``."""
+        return Prompt(messages=self.messages, prefix=self.prefix + text)
+
+    @classmethod
+    def chat(cls, user: str, system: str | None = None) -> Prompt:
+        """Build a prompt from a user message and an optional system message."""
+        msgs = [Message(role="system", content=system)] if system else []
+        msgs.append(Message(role="user", content=user))
+        return cls(messages=tuple(msgs))
+
+
+class Problem(Frozen):
+    """A question to answer, with its reference answer when known (for evaluation only)."""
+
+    id: str
+    question: str
+    reference: str | None = None
+    kind: Literal["math", "code", "text"] = "math"
+    system: str | None = None
+    instruction: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    def prompt(self) -> Prompt:
+        """The chat prompt a policy model sees for this problem."""
+        user = self.question if not self.instruction else f"{self.question}\n\n{self.instruction}"
+        return Prompt.chat(user, system=self.system)
+
+
+class GenerationRequest(Frozen):
+    """One call to a backend: sample ``n`` continuations of ``prompt``."""
+
+    prompt: Prompt
+    n: int = Field(default=1, ge=1)
+    max_tokens: int = Field(default=512, ge=1)
+    temperature: float = Field(default=0.8, ge=0.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    logprobs: bool = False
+
+
+class Completion(Frozen):
+    """One sampled continuation with the engine's own count of what it cost."""
+
+    text: str
+    finish_reason: str = "stop"
+    generated_tokens: int = 0
+    logprobs: tuple[float, ...] | None = None
+
+
+class Generation(Frozen):
+    """What one backend call returned: the completions and the call's token counts.
+
+    ``counted_by`` says how the counts were obtained (engine timings per choice, the server's
+    usage field, a local estimate), because servers disagree on what they report.
+    """
+
+    completions: tuple[Completion, ...]
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    seconds: float = 0.0
+    counted_by: str = "engine"
+
+    @property
+    def generated_tokens(self) -> int:
+        """Sum of generated tokens over all completions."""
+        return sum(c.generated_tokens for c in self.completions)
+
+
+class Score(Frozen):
+    """A verifier's judgement in [0, 1]; process verifiers also give one value per step."""
+
+    value: float
+    steps: tuple[float, ...] | None = None
+    detail: str | None = None
+
+
+class Candidate(Frozen):
+    """A full solution proposed for a problem, with its extracted answer and scores."""
+
+    text: str
+    answer: str | None
+    completion: Completion
+    score: Score | None = None
+
+    @property
+    def has_answer(self) -> bool:
+        """Whether an answer could be extracted from the text."""
+        return self.answer is not None
+
+    def with_score(self, score: Score) -> Candidate:
+        """Return a copy carrying ``score``."""
+        return self.model_copy(update={"score": score})
+
+
+class Usage(Frozen):
+    """Everything one problem (or a whole run) cost, in one unit for every strategy."""
+
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    generated_tokens: int = 0
+    verifier_tokens: int = 0
+    calls: int = 0
+    verifier_calls: int = 0
+    seconds: float = 0.0
+    flops: float = 0.0
+    memory_bytes: float = 0.0
+    counted_by: tuple[str, ...] = ()
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt, generated and verifier tokens together."""
+        return self.prompt_tokens + self.generated_tokens + self.verifier_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
+            generated_tokens=self.generated_tokens + other.generated_tokens,
+            verifier_tokens=self.verifier_tokens + other.verifier_tokens,
+            calls=self.calls + other.calls,
+            verifier_calls=self.verifier_calls + other.verifier_calls,
+            seconds=self.seconds + other.seconds,
+            flops=self.flops + other.flops,
+            memory_bytes=self.memory_bytes + other.memory_bytes,
+            counted_by=tuple(sorted(set(self.counted_by) | set(other.counted_by))),
+        )
+
+    @staticmethod
+    def total(items: Sequence[Usage]) -> Usage:
+        """Sum a sequence of usages."""
+        out = Usage()
+        for u in items:
+            out = out + u
+        return out
+
+
+class Result(Frozen):
+    """What a strategy returns for one problem: the answer, the evidence and the cost."""
+
+    problem_id: str
+    answer: str | None
+    text: str | None = None
+    candidates: tuple[Candidate, ...] = ()
+    usage: Usage = Usage()
+    strategy: str = ""
+    budget_exhausted: bool = False
+    votes: dict[str, float] = Field(default_factory=dict)
+    extra: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,53 @@
+"""The verifier protocol and registry; a verifier turns candidates into scores in [0, 1]."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from testtime.backends.base import Backend
+from testtime.budget import Ledger
+from testtime.registry import Registry, build
+from testtime.types import Candidate, Problem, Score
+
+
+@dataclass
+class VerifyContext:
+    """What a verifier may use: the policy's backend (a default judge) and the ledger to bill."""
+
+    backend: Backend | None = None
+    ledger: Ledger = field(default_factory=Ledger)
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """Scores candidate solutions of a problem."""
+
+    needs_logprobs: ClassVar[bool]
+    needs_reference: ClassVar[bool]
+
+    async def score(self, problem: Problem, candidates: Sequence[Candidate],
+                    ctx: VerifyContext) -> list[Score]:
+        """One Score per candidate, in order."""
+        ...
+
+
+class VerifierSettings(BaseModel):
+    """Base for verifiers: validated, immutable options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    needs_logprobs: ClassVar[bool] = False
+    needs_reference: ClassVar[bool] = False
+
+
+verifiers: Registry[Any] = Registry("verifier")
+
+
+def make_verifier(spec: str) -> Verifier:
+    """Build a verifier from a spec such as ``confidence`` or ``reference``."""
+    verifier: Verifier = build(verifiers, spec)
+    return verifier

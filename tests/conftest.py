@@ -1,0 +1,32 @@
+"""Shared fixtures: scripted backends for strategy logic, real embedded models for integration."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from testtime.backends.embedded import EmbeddedBackend
+from testtime.models import resolve
+
+
+def _embedded(model: str, slots: int) -> Iterator[EmbeddedBackend]:
+    resolve(model)  # pulls the pack once per machine; fails loudly if it cannot
+    backend = EmbeddedBackend(model=model, slots=slots, ctx=1536,
+                              threads=int(os.environ.get("TESTTIME_THREADS", os.cpu_count() or 2)))
+    backend.start()
+    yield backend
+    backend._pool.shutdown(wait=True)
+
+
+@pytest.fixture(scope="session")
+def smollm() -> Iterator[EmbeddedBackend]:
+    """SmolLM2-135M in process: fast, weak; for integration tests of mechanics."""
+    yield from _embedded("smollm2-135m", slots=16)
+
+
+@pytest.fixture(scope="session")
+def qwen05() -> Iterator[EmbeddedBackend]:
+    """Qwen2.5-Coder-0.5B in process: strong enough that test-time scaling shows."""
+    yield from _embedded("qwen2.5-coder-0.5b", slots=16)
