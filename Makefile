@@ -16,10 +16,10 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 setup: $(BIN)/python
-	$(BIN)/pip install -q -e '.[embedded,serve]'
+	$(BIN)/pip install -q -e '.[embedded,serve,eval]'
 
 setup-dev: $(BIN)/python
-	$(BIN)/pip install -q -e '.[embedded,serve,dev]'
+	$(BIN)/pip install -q -e '.[embedded,serve,eval,ray,dev,code]'
 
 demo: setup
 	$(BIN)/testtime pull $(MODEL)

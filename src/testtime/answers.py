@@ -15,7 +15,7 @@ from functools import lru_cache
 
 _ANSWER_IS = re.compile(
     r"(?:the\s+(?:final\s+)?answer\s+is|final\s+answer\s*(?:is)?\s*[:：]?|answer\s*[:：])"
-    r"\s*[:：]?\s*(.+)",
+    r"\s*[:：]?\s*",
     re.IGNORECASE,
 )
 _HASHES = re.compile(r"####\s*(.+)")
@@ -47,6 +47,9 @@ def _first_line_answer(raw: str) -> str:
     if line.startswith("$") and line.count("$") >= 2:
         line = line[1 : line.index("$", 1)]
     line = re.split(r"\.(?:\s+|$)|;|\s+(?:because|since|so|which)\s", line)[0]
+    number_then_words = re.match(r"^(\$?-?[\d,]*\.?\d+%?)\s+[A-Za-z]", line)
+    if number_then_words:
+        return number_then_words.group(1)
     return line.strip().rstrip(".").strip()
 
 
@@ -62,9 +65,8 @@ def extract_answer(text: str) -> str | None:
         ans = _first_line_answer(hashes[-1])
         if ans:
             return ans
-    matches = _ANSWER_IS.findall(text)
-    for raw in reversed(matches):
-        ans = _first_line_answer(raw)
+    for match in reversed(list(_ANSWER_IS.finditer(text))):
+        ans = _first_line_answer(text[match.end():])
         if ans:
             return ans
     numbers = _NUMBER.findall(text)

@@ -48,7 +48,11 @@ class Budget(BaseModel):
                     f"bad budget item {part!r}: expected one of "
                     f"{sorted(set(cls.model_fields) | set(aliases))} as key=value"
                 )
-            fields[key] = float(value)
+            try:
+                fields[key] = float(value)
+            except ValueError:
+                raise ValueError(f"bad budget value {value!r} for {key}: expected a number")\
+                    from None
         return cls.model_validate(
             {k: (int(v) if k != "seconds" and k != "flops" else v) for k, v in fields.items()}
         )
@@ -141,6 +145,8 @@ class Ledger:
     usage: Usage = field(default_factory=Usage)
     started: float = field(default_factory=time.monotonic)
     exhausted: bool = False
+    reserved_tokens: int = 0
+    reserved_calls: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def elapsed(self) -> float:
@@ -152,9 +158,9 @@ class Ledger:
         limits = []
         b, u = self.budget, self.usage
         if b.generated_tokens is not None:
-            limits.append(b.generated_tokens - u.generated_tokens)
+            limits.append(b.generated_tokens - u.generated_tokens - self.reserved_tokens)
         if b.total_tokens is not None:
-            limits.append(b.total_tokens - u.total_tokens)
+            limits.append(b.total_tokens - u.total_tokens - self.reserved_tokens)
         return max(min(limits), 0) if limits else None
 
     def plan(self, n: int, max_tokens: int, prompt_estimate: int = 0) -> tuple[int, int]:
@@ -164,7 +170,7 @@ class Ledger:
         """
         with self._lock:
             b, u = self.budget, self.usage
-            if b.calls is not None and u.calls >= b.calls:
+            if b.calls is not None and u.calls + self.reserved_calls >= b.calls:
                 return self._exhaust("calls")
             if b.seconds is not None and self.elapsed() >= b.seconds:
                 return self._exhaust("seconds")
@@ -182,6 +188,18 @@ class Ledger:
             if left >= max_tokens:
                 return left // max_tokens, max_tokens
             return 1, left
+
+    def reserve(self, tokens: int) -> None:
+        """Hold a planned call's worst case so concurrent calls cannot overrun the budget."""
+        with self._lock:
+            self.reserved_tokens += tokens
+            self.reserved_calls += 1
+
+    def release(self, tokens: int) -> None:
+        """Drop a reservation once its call has been recorded (or has failed)."""
+        with self._lock:
+            self.reserved_tokens -= tokens
+            self.reserved_calls -= 1
 
     def _exhaust(self, what: str) -> tuple[int, int]:
         self.exhausted = True

@@ -172,6 +172,35 @@ def strategies_cmd() -> None:
         typer.echo(f"{name}: {doc}\n    {opts}")
 
 
+@app.command("engine-serve")
+def engine_serve_cmd(
+    model: Annotated[str, typer.Argument(help="model pack name or .gguf path")] = DEFAULT_MODEL,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = 8080,
+    slots: Annotated[int, typer.Option(min=1, max=256, help="parallel sequences")] = 32,
+    ctx: Annotated[int, typer.Option(min=256, help="context tokens per slot")] = 2048,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads")] = None,
+) -> None:
+    """Serve a model with llama.cpp's own OpenAI-compatible HTTP server until SIGTERM/SIGINT."""
+    from pydantic import ValidationError
+
+    from testtime.backends.embedded import EmbeddedSettings
+    from testtime.backends.llamacpp_server import serve
+    from testtime.models import resolve
+
+    try:
+        options: dict[str, Any] = {"model": model, "slots": slots, "ctx": ctx}
+        if threads:
+            options["threads"] = threads
+        settings = EmbeddedSettings.model_validate(options)
+        resolve(model)
+        serve(settings, host, port, on_ready=lambda url: print(
+            f"serving {model} at {url} (slots={slots}); stop with SIGTERM or Ctrl-C",
+            flush=True))
+    except (*USER_ERRORS, ValidationError) as exc:
+        fail(str(exc))
+
+
 def _register_layers() -> None:
     from testtime.distributed import commands as distributed_commands
     from testtime.eval import commands as eval_commands

@@ -156,7 +156,11 @@ def verify(path: Path, sha256: str) -> bool:
 
 
 def read_shape(path: Path) -> ModelShape:
-    """Read a model's shape (parameters, layers, widths) from its GGUF metadata."""
+    """Read a model's shape (parameters, layers, widths) from its GGUF metadata.
+
+    ``params`` counts the weights a token passes through: the embedding table is a lookup,
+    not a matmul, so it is left out unless it doubles as the (tied) output projection.
+    """
     from gguf import GGUFReader
 
     reader = GGUFReader(str(path), "r")
@@ -173,6 +177,9 @@ def read_shape(path: Path) -> ModelShape:
     d_model = field(f"{arch}.embedding_length") or 0
     n_heads = field(f"{arch}.attention.head_count") or 1
     n_kv = field(f"{arch}.attention.head_count_kv") or n_heads
-    params = float(sum(int(t.n_elements) for t in reader.tensors))
+    sizes = {t.name: int(t.n_elements) for t in reader.tensors}
+    embedding = sizes.get("token_embd.weight", 0)
+    tied = "output.weight" not in sizes
+    params = float(sum(sizes.values()) - (0 if tied else embedding))
     return ModelShape(params=params, n_layers=n_layers, d_model=d_model, n_heads=n_heads,
                       n_kv_heads=n_kv, weight_bytes=float(path.stat().st_size))

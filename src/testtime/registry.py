@@ -114,7 +114,18 @@ def build(registry: Registry[T], spec: str, **extra: Any) -> T:
     try:
         return cls.model_validate({**options, **extra})  # type: ignore[attr-defined,no-any-return]
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or name}: {e['msg']}" for e in exc.errors()
-        )
-        raise SpecError(f"invalid {registry.kind} spec {spec!r}: {problems}") from None
+        raise SpecError(
+            f"invalid {registry.kind} spec {spec!r}: {describe(exc, cls)}") from None
+
+
+def describe(exc: Any, cls: Any) -> str:
+    """One line per pydantic error, naming the valid options when a key is unknown."""
+    lines = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "spec"
+        if e["type"] == "extra_forbidden":
+            known = ", ".join(sorted(getattr(cls, "model_fields", {}))) or "none"
+            lines.append(f"unknown option {where!r} (options: {known})")
+        else:
+            lines.append(f"{where}: {e['msg']}")
+    return "; ".join(lines)

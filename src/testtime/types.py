@@ -73,6 +73,8 @@ class GenerationRequest(Frozen):
     seed: int | None = None
     stop: tuple[str, ...] = ()
     logprobs: bool = False
+    top_logprobs: int = Field(default=0, ge=0, le=20,
+                              description="alternatives per token (implies logprobs)")
 
 
 class Completion(Frozen):
@@ -82,6 +84,7 @@ class Completion(Frozen):
     finish_reason: str = "stop"
     generated_tokens: int = 0
     logprobs: tuple[float, ...] | None = None
+    top_logprobs: tuple[dict[str, float], ...] | None = None
 
 
 class Generation(Frozen):
@@ -138,6 +141,7 @@ class Usage(Frozen):
     verifier_tokens: int = 0
     calls: int = 0
     verifier_calls: int = 0
+    verifier_seconds: float = 0.0
     seconds: float = 0.0
     flops: float = 0.0
     memory_bytes: float = 0.0
@@ -156,6 +160,7 @@ class Usage(Frozen):
             verifier_tokens=self.verifier_tokens + other.verifier_tokens,
             calls=self.calls + other.calls,
             verifier_calls=self.verifier_calls + other.verifier_calls,
+            verifier_seconds=self.verifier_seconds + other.verifier_seconds,
             seconds=self.seconds + other.seconds,
             flops=self.flops + other.flops,
             memory_bytes=self.memory_bytes + other.memory_bytes,

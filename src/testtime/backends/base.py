@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from testtime.budget import CostModel
-from testtime.registry import Registry, SpecError, split_spec
+from testtime.registry import Registry, SpecError, describe, split_spec
 from testtime.types import Completion, Generation, GenerationRequest
 
 
@@ -79,8 +79,8 @@ def make_backend(spec: str) -> Backend:
     try:
         settings = settings_cls.model_validate(options)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise SpecError(f"invalid backend spec {spec!r}: {problems}") from None
+        raise SpecError(
+            f"invalid backend spec {spec!r}: {describe(exc, settings_cls)}") from None
     backend: Backend = cls(settings)
     return backend
 

@@ -9,9 +9,11 @@ which are exact per choice even when ``n > 1`` (the non-streamed reply counts on
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -39,6 +41,8 @@ class EmbeddedSettings(BackendSettings):
     threads: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
     batch: int = Field(default=512, ge=32)
     verbosity: int = Field(default=-1, description="llama.cpp log level; -1 keeps it quiet")
+    cache: bool = Field(default=True, description="reuse cached prompt prefixes; off makes "
+                        "samples independent of what the engine served before")
 
     positional = "model"
 
@@ -59,9 +63,52 @@ def chat_request(prompt: Prompt, req: GenerationRequest, n: int) -> dict[str, An
         body["stop"] = list(req.stop)
     if req.seed is not None:
         body["seed"] = req.seed
-    if req.logprobs:
+    if req.logprobs or req.top_logprobs:
         body["logprobs"] = True
+    if req.top_logprobs:
+        body["top_logprobs"] = req.top_logprobs
     return body
+
+
+def top_dict(items: Any) -> dict[str, float]:
+    """``{token: logprob}`` from an OpenAI-style ``top_logprobs`` list (or dict)."""
+    if isinstance(items, dict):
+        return {str(k): float(v) for k, v in items.items()}
+    out: dict[str, float] = {}
+    for item in items or ():
+        token = str(item.get("token", ""))
+        out[token] = max(out.get(token, -math.inf), float(item["logprob"]))
+    return out
+
+
+class SlotGate:
+    """Admits requests only while their samples fit in the engine's free slots, in FIFO order.
+
+    llama.cpp reserves a slot per sample of an ``n > 1`` request; if several such requests
+    hold part of their slots each, they can wait on each other forever. Admitting a request
+    only when all its samples fit makes that impossible.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self.free = slots
+        self._cond = threading.Condition()
+        self._queue: deque[object] = deque()
+
+    def acquire(self, n: int) -> None:
+        """Block until ``n`` slots are free and this request is first in line."""
+        ticket = object()
+        with self._cond:
+            self._queue.append(ticket)
+            self._cond.wait_for(lambda: self._queue[0] is ticket and self.free >= n)
+            self._queue.popleft()
+            self.free -= n
+            self._cond.notify_all()
+
+    def release(self, n: int) -> None:
+        """Return ``n`` slots."""
+        with self._cond:
+            self.free += n
+            self._cond.notify_all()
 
 
 @backends.register("embedded")
@@ -74,12 +121,13 @@ class EmbeddedBackend:
         self.settings = settings or EmbeddedSettings(**kwargs)
         self.name = f"embedded:{self.settings.model}"
         self.capabilities = Capabilities(
-            max_n=self.settings.slots, logprobs=True, prefix_cache=True,
+            max_n=self.settings.slots, logprobs=True, prefix_cache=self.settings.cache,
             max_parallel=self.settings.slots, streaming=True,
         )
         self.cost = CostModel()
         self._server: Any = None
         self._start_lock = threading.Lock()
+        self._gate = SlotGate(self.settings.slots)
         self._pool = ThreadPoolExecutor(max_workers=self.settings.slots + 2,
                                         thread_name_prefix="testtime-engine")
 
@@ -160,8 +208,11 @@ class EmbeddedBackend:
                        on_text: Callable[[int, str], None] | None) -> Generation:
         body = chat_request(req.prompt, req, n)
         body["stream"] = True
+        if not self.settings.cache:
+            body["cache_prompt"] = False
         texts: list[list[str]] = [[] for _ in range(n)]
         logprobs: list[list[float]] = [[] for _ in range(n)]
+        tops: list[list[dict[str, float]]] = [[] for _ in range(n)]
         finals: dict[int, tuple[str, dict[str, Any]]] = {}
         errors: list[Any] = []
         started = time.monotonic()
@@ -179,11 +230,20 @@ class EmbeddedBackend:
                         on_text(i, piece)
                 for lp in (choice.get("logprobs") or {}).get("content") or ():
                     logprobs[i].append(float(lp["logprob"]))
+                    if req.top_logprobs:
+                        tops[i].append(top_dict(lp.get("top_logprobs")))
                 if choice.get("finish_reason"):
                     finals[i] = (choice["finish_reason"], chunk.get("timings") or {})
             return cancel.is_set()
 
-        reply = self._server.handle_chat_completions(body, on_chunk)
+        self._gate.acquire(n)
+        try:
+            if not cancel.is_set():
+                reply = self._server.handle_chat_completions(body, on_chunk)
+            else:
+                reply = {}
+        finally:
+            self._gate.release(n)
         if isinstance(reply, dict) and "error" in reply:
             errors.append(reply)
         if errors:
@@ -200,6 +260,7 @@ class EmbeddedBackend:
                 text=text, finish_reason=reason,
                 generated_tokens=int(timing.get("predicted_n", len(texts[i]))),
                 logprobs=tuple(logprobs[i]) if req.logprobs else None,
+                top_logprobs=tuple(tops[i]) if req.top_logprobs else None,
             ))
         first = finals.get(0, ("", {}))[1]
         cached = int(first.get("cache_n", 0))

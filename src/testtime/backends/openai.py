@@ -2,16 +2,28 @@
 
 Uses ``n`` where the server honours it and falls back to concurrent requests where it does not
 (detected from the first reply). Servers disagree on ``usage`` when ``n > 1`` (llama.cpp counts
-one choice, vLLM and OpenAI count all), so with ``n > 1`` token logprobs are requested and each
-choice is counted from them; ``Generation.counted_by`` records which source was used.
+one choice, vLLM and OpenAI count all), so each choice is counted on its own:
+
+- llama.cpp's server (detected from ``/models``): requests with ``n > 1`` are streamed, and the
+  final chunk of each choice carries the engine's ``timings.predicted_n`` — exact per choice.
+  (Its logprobs are not: tokens that end inside a UTF-8 character are merged into one entry.)
+- requests to a llama.cpp server are admitted only while all their samples fit in its free
+  slots (``/props`` tells how many): it reserves one slot per sample, and requests that each
+  hold part of what they need can wait on each other forever.
+- other servers: token logprobs are requested with ``n > 1`` and each choice is counted from
+  them, cross-checked against ``usage``.
+
+``Generation.counted_by`` records which source was used.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import time
+from collections import deque
 from typing import Any, Literal
 
 import httpx
@@ -24,7 +36,7 @@ from testtime.backends.base import (
     backends,
     join_completions,
 )
-from testtime.backends.embedded import chat_request
+from testtime.backends.embedded import chat_request, top_dict
 from testtime.budget import CostModel
 from testtime.types import Completion, Generation, GenerationRequest
 
@@ -47,6 +59,10 @@ class OpenAISettings(BackendSettings):
     continue_flags: bool = Field(
         default=False,
         description="send vLLM's continue_final_message/add_generation_prompt for prefixes")
+    stream: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="stream replies; auto streams n>1 requests to llama.cpp servers, whose "
+                    "streamed choices carry exact token counts")
 
     positional = "url"
 
@@ -57,7 +73,8 @@ class OpenAIBackend:
 
     Settings = OpenAISettings
 
-    def __init__(self, settings: OpenAISettings | None = None, **kwargs: Any) -> None:
+    def __init__(self, settings: OpenAISettings | None = None, *,
+                 transport: httpx.AsyncBaseTransport | None = None, **kwargs: Any) -> None:
         self.settings = settings or OpenAISettings(**kwargs)
         s = self.settings
         self.name = f"openai:{s.url}"
@@ -70,21 +87,50 @@ class OpenAIBackend:
         self._client = httpx.AsyncClient(
             base_url=s.url.rstrip("/"), timeout=httpx.Timeout(s.timeout, connect=10.0),
             headers={"Authorization": f"Bearer {key}"},
-            limits=httpx.Limits(max_connections=s.concurrency))
+            limits=httpx.Limits(max_connections=s.concurrency), transport=transport)
         self._limit = asyncio.Semaphore(s.concurrency)
         self._native_n: bool | None = {"auto": None, "native": True,
                                        "concurrent": False}[s.n_mode]
         self._model: str | None = s.model
+        self._llamacpp: bool | None = None
+        self._slots: AsyncSlotGate | None = None
 
     async def model_name(self) -> str:
         """The served model: from settings, else the first one the server lists."""
+        if self._llamacpp is None:
+            await self._probe()
         if self._model is None:
-            data = await self._request("GET", "/models")
-            models = data.get("data") or []
-            if not models:
-                raise BackendError(f"{self.settings.url} lists no models; pass model=NAME")
-            self._model = str(models[0]["id"])
+            raise BackendError(f"{self.settings.url} lists no models; pass model=NAME")
         return self._model
+
+    async def _probe(self) -> None:
+        """Ask ``/models`` which model is served and whether the server is llama.cpp's."""
+        try:
+            data = await self._request("GET", "/models")
+        except BackendError:
+            if self._model is None:
+                raise
+            self._llamacpp = False
+            return
+        models = [m for m in data.get("data") or [] if isinstance(m, dict)]
+        self._llamacpp = any(m.get("owned_by") == "llamacpp" for m in models)
+        if self._model is None and models:
+            self._model = str(models[0].get("id"))
+        if self._llamacpp:
+            root = self.settings.url.rstrip("/").removesuffix("/v1")
+            try:
+                props = await self._request("GET", f"{root}/props")
+                slots = int(props.get("total_slots") or 0)
+            except (BackendError, ValueError, TypeError):
+                slots = 0
+            if slots > 0:
+                self._slots = AsyncSlotGate(slots)
+                self.capabilities = self.capabilities.model_copy(
+                    update={"max_n": min(self.capabilities.max_n, slots)})
+
+    def _streams(self, n: int) -> bool:
+        mode = self.settings.stream
+        return mode == "on" or (mode == "auto" and n > 1 and bool(self._llamacpp))
 
     async def ready(self) -> None:
         """Reach the server and learn the model name."""
@@ -114,7 +160,7 @@ class OpenAIBackend:
         return parts[0] if len(parts) == 1 else join_completions(list(parts), parts[0].counted_by)
 
     def _body(self, req: GenerationRequest, n: int, model: str) -> tuple[str, dict[str, Any]]:
-        want_logprobs = req.logprobs or n > 1
+        want_logprobs = req.logprobs or (n > 1 and not self._streams(n))
         if self.settings.mode == "chat":
             body = chat_request(req.prompt, req.model_copy(update={"logprobs": want_logprobs}), n)
             if req.prompt.prefix and self.settings.continue_flags:
@@ -129,10 +175,12 @@ class OpenAIBackend:
                 body["stop"] = list(req.stop)
             if req.seed is not None:
                 body["seed"] = req.seed
-            if want_logprobs:
-                body["logprobs"] = 1
+            if want_logprobs or req.top_logprobs:
+                body["logprobs"] = max(1, req.top_logprobs)
             path = "/completions"
         body["model"] = model
+        if self._streams(n):
+            body["stream"] = True
         return path, body
 
     async def _one(self, req: GenerationRequest, n: int) -> Generation:
@@ -140,7 +188,13 @@ class OpenAIBackend:
         path, body = self._body(req, n, model)
         started = time.monotonic()
         async with self._limit:
-            data = await self._request("POST", path, body)
+            if self._slots is not None:
+                await self._slots.acquire(n)
+            try:
+                data = await self._request("POST", path, body, stream=bool(body.get("stream")))
+            finally:
+                if self._slots is not None:
+                    self._slots.release(n)
         return self._parse(data, req, n, time.monotonic() - started)
 
     def _parse(self, data: dict[str, Any], req: GenerationRequest, n: int,
@@ -151,22 +205,29 @@ class OpenAIBackend:
         usage = data.get("usage") or {}
         completions = []
         per_choice = True
+        timed = all("predicted_n" in (c.get("timings") or {}) for c in choices)
         for c in choices:
             if self.settings.mode == "chat":
                 text = (c.get("message") or {}).get("content") or ""
-                lps = [t["logprob"] for t in ((c.get("logprobs") or {}).get("content") or [])]
+                content = (c.get("logprobs") or {}).get("content") or []
+                lps = [t["logprob"] for t in content]
+                tops = [top_dict(t.get("top_logprobs")) for t in content]
             else:
                 text = c.get("text") or ""
                 lps = list((c.get("logprobs") or {}).get("token_logprobs") or [])
+                tops = [top_dict(t) for t in (c.get("logprobs") or {}).get("top_logprobs") or []]
             if req.prompt.prefix and text.startswith(req.prompt.prefix):
                 text = text[len(req.prompt.prefix):]
             per_choice &= bool(lps) or not text
             completions.append(Completion(
                 text=text, finish_reason=c.get("finish_reason") or "stop",
-                generated_tokens=len(lps),
-                logprobs=tuple(float(x) for x in lps) if req.logprobs else None))
+                generated_tokens=int(c["timings"]["predicted_n"]) if timed else len(lps),
+                logprobs=tuple(float(x) for x in lps) if req.logprobs else None,
+                top_logprobs=tuple(tops) if req.top_logprobs else None))
         reported = int(usage.get("completion_tokens") or 0)
-        if len(completions) == 1 and reported:
+        if timed:
+            counted_by = "engine timings per choice (streamed)"
+        elif len(completions) == 1 and reported:
             completions[0] = completions[0].model_copy(update={"generated_tokens": reported})
             counted_by = "server-usage"
         elif per_choice:
@@ -178,34 +239,121 @@ class OpenAIBackend:
             completions = [c.model_copy(update={"generated_tokens": share}) for c in completions]
             counted_by = "server-usage split evenly (no per-choice counts)"
         details = usage.get("prompt_tokens_details") or {}
+        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        cached = int(details.get("cached_tokens") or 0)
+        if timed and not usage:
+            first = choices[0]["timings"]
+            cached = int(first.get("cache_n") or 0)
+            prompt_tokens = cached + int(first.get("prompt_n") or 0)
         return Generation(
-            completions=tuple(completions),
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            cached_tokens=int(details.get("cached_tokens") or 0),
+            completions=tuple(completions), prompt_tokens=prompt_tokens, cached_tokens=cached,
             seconds=seconds, counted_by=counted_by)
 
-    async def _request(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    async def _request(self, method: str, path: str, body: Any = None, *,
+                       stream: bool = False) -> dict[str, Any]:
+        """Send one request with retries and backoff; a streamed reply is assembled."""
         s = self.settings
         last: str = ""
+        connected = False
         for attempt in range(s.retries + 1):
             try:
-                resp = await self._client.request(method, path, json=body)
+                async with self._client.stream(method, path, json=body) as resp:
+                    connected = True
+                    if resp.status_code < 400:
+                        return await (_assemble(resp) if stream else _json(resp))
+                    await resp.aread()
+                    last = f"HTTP {resp.status_code}: {resp.text[:300]}"
+                    if resp.status_code not in RETRYABLE:
+                        raise BackendError(f"{s.url}{path} failed: {last}")
+            except ValueError as exc:
+                raise BackendError(f"{s.url}{path} answered something that is not "
+                                   f"JSON: {exc}") from None
             except (httpx.TransportError, httpx.TimeoutException) as exc:
-                last = f"{type(exc).__name__}: {exc}" or type(exc).__name__
-            else:
-                if resp.status_code < 400:
-                    try:
-                        return resp.json()  # type: ignore[no-any-return]
-                    except ValueError:
-                        raise BackendError(
-                            f"{s.url}{path} answered non-JSON: {resp.text[:200]}") from None
-                last = f"HTTP {resp.status_code}: {resp.text[:300]}"
-                if resp.status_code not in RETRYABLE:
-                    raise BackendError(f"{s.url}{path} failed: {last}")
+                last = f"{type(exc).__name__}: {exc}".rstrip(": ")
             if attempt < s.retries:
                 await asyncio.sleep(s.backoff * 2**attempt * (1 + random.random() / 2))
-        raise BackendError(f"{s.url}{path} unreachable after {s.retries + 1} tries: {last}")
+        if not connected:
+            raise BackendError(f"cannot reach {s.url}{path} after {s.retries + 1} tries "
+                               f"(is the server running?): {last}")
+        raise BackendError(f"{s.url}{path} failed after {s.retries + 1} tries: {last}")
 
     async def close(self) -> None:
         """Close the HTTP connections."""
         await self._client.aclose()
+
+
+class AsyncSlotGate:
+    """Admits requests only while all their samples fit in the server's free slots, FIFO."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self.free = slots
+        self._cond = asyncio.Condition()
+        self._queue: deque[object] = deque()
+        self._pending: set[asyncio.Future[None]] = set()
+
+    async def acquire(self, n: int) -> None:
+        """Wait until ``n`` slots (at most all of them) are free and this request is first."""
+        n = min(n, self.slots)
+        ticket = object()
+        async with self._cond:
+            self._queue.append(ticket)
+            await self._cond.wait_for(lambda: self._queue[0] is ticket and self.free >= n)
+            self._queue.popleft()
+            self.free -= n
+            self._cond.notify_all()
+
+    def release(self, n: int) -> None:
+        """Return ``n`` slots."""
+        self.free += min(n, self.slots)
+        task = asyncio.ensure_future(self._notify())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _notify(self) -> None:
+        async with self._cond:
+            self._cond.notify_all()
+
+
+async def _json(resp: httpx.Response) -> dict[str, Any]:
+    await resp.aread()
+    data = resp.json()
+    if not isinstance(data, dict):
+        raise ValueError(f"expected an object, got {str(data)[:200]}")
+    return data
+
+
+async def _assemble(resp: httpx.Response) -> dict[str, Any]:
+    """Join a server-sent-events reply into the shape of a non-streamed one.
+
+    Each choice keeps the ``timings`` of its final chunk (llama.cpp's exact per-choice counts).
+    """
+    choices: dict[int, dict[str, Any]] = {}
+    usage: dict[str, Any] = {}
+    async for line in resp.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            break
+        chunk = json.loads(payload)
+        if not isinstance(chunk, dict):
+            raise ValueError(f"expected an object, got {payload[:200]}")
+        if "error" in chunk:
+            raise BackendError(f"server error in stream: {str(chunk['error'])[:300]}")
+        usage = chunk.get("usage") or usage
+        for c in chunk.get("choices") or ():
+            i = int(c.get("index", 0))
+            out = choices.setdefault(i, {"index": i, "message": {"content": ""}, "text": "",
+                                         "logprobs": {"content": [], "token_logprobs": []}})
+            delta = c.get("delta") or {}
+            out["message"]["content"] += delta.get("content") or ""
+            out["text"] += c.get("text") or ""
+            lp = c.get("logprobs") or {}
+            out["logprobs"]["content"] += lp.get("content") or []
+            out["logprobs"]["token_logprobs"] += lp.get("token_logprobs") or []
+            if c.get("finish_reason"):
+                out["finish_reason"] = c["finish_reason"]
+                if chunk.get("timings"):
+                    out["timings"] = chunk["timings"]
+    return {"choices": [choices[i] for i in sorted(choices)], "usage": usage}

@@ -47,7 +47,8 @@ class ScriptedBackend:
     def __init__(self, settings: ScriptedSettings | None = None, *,
                  responder: Responder | None = None, max_n: int | None = None,
                  delay: float | Callable[[str], float] | None = None,
-                 logprob: Callable[[str], float] | None = None) -> None:
+                 logprob: Callable[[str], float] | None = None,
+                 top_logprobs: Callable[[Prompt, str], dict[str, float]] | None = None) -> None:
         self.settings = settings or ScriptedSettings()
         fixed = self.settings.text
         self.responder: Responder = responder or (lambda prompt, i, req: fixed)
@@ -58,6 +59,7 @@ class ScriptedBackend:
         self.cost = CostModel()
         self.delay = self.settings.delay if delay is None else delay
         self.logprob = logprob or (lambda text: -0.1)
+        self.top_logprobs = top_logprobs
         self.requests: list[GenerationRequest] = []
         self.cancelled = 0
         self._seen: list[list[str]] = []
@@ -118,8 +120,11 @@ class ScriptedBackend:
             text, reason = " ".join(kept), "length"
         n_tokens = len(text.split())
         lps = tuple(self.logprob(text) for _ in range(max(n_tokens, 1))) if req.logprobs else None
+        tops = None
+        if req.top_logprobs and self.top_logprobs is not None:
+            tops = (self.top_logprobs(req.prompt, text),) * max(n_tokens, 1)
         return Completion(text=text, finish_reason=reason, generated_tokens=n_tokens,
-                          logprobs=lps)
+                          logprobs=lps, top_logprobs=tops)
 
     async def ready(self) -> None:
         """Always ready."""

@@ -2,8 +2,169 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from typer.core import TyperCommand
+
+
+def sweep(
+    config: Annotated[Path, typer.Argument(help="sweep config (.yaml, .yml or .toml)")],
+    ray: Annotated[str | None, typer.Option(
+        "--ray", help="run on Ray; optional cluster ADDRESS ('local' starts one here)",
+        metavar="[ADDRESS]")] = None,
+    store: Annotated[Path | None, typer.Option(help="result store; default: the config's")]
+    = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Run a sweep (tasks × strategies × budgets × seeds × backends); resumes where it stopped."""
+    from testtime.cli import USER_ERRORS, err, fail
+    from testtime.eval.store import ResultStore
+    from testtime.eval.sweep import expand, load_config, run_sweep
+
+    try:
+        cfg = load_config(config)
+        the_store = ResultStore(store or cfg.store)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    try:
+        if ray is not None:
+            from testtime.distributed.ray_sweep import run_sweep_ray
+
+            address = None if ray == "local" else ray
+            report: Any = run_sweep_ray(cfg, store=the_store, address=address)
+        else:
+            err.print(f"{len(expand(cfg))} units in {config.name}; store {the_store.path}",
+                      highlight=False)
+            report = asyncio.run(run_sweep(cfg, store=the_store, progress=not quiet))
+    except ImportError as exc:
+        fail(f"--ray needs the Ray executor and ray installed (pip install 'testtime[ray]'): "
+             f"{exc}")
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    finally:
+        the_store.close()
+    summary = report.as_dict() if hasattr(report, "as_dict") else dict(vars(report))
+    sys.stdout.write(json.dumps(summary) + "\n")
+    if summary.get("errors"):
+        err.print(f"[red]{summary['errors']} units failed[/]; first: "
+                  f"{summary.get('first_error')}", highlight=False)
+        raise typer.Exit(1)
+
+
+def export_cmd(
+    store: Annotated[Path, typer.Argument(help="result store (SQLite) of a sweep")],
+    out: Annotated[Path, typer.Option(help="output file: .csv or .parquet")],
+    errors: Annotated[bool, typer.Option(help="include failed units")] = False,
+) -> None:
+    """Export a sweep's records, one row per (problem, configuration), to CSV or Parquet."""
+    from testtime.cli import USER_ERRORS, fail
+    from testtime.eval.export import export
+    from testtime.eval.store import ResultStore
+
+    try:
+        with ResultStore(store, create=False) as s:
+            n = export(s.records(include_errors=errors), out)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    typer.echo(f"{n} rows → {out}")
+
+
+class _OptionalRayAddress(TyperCommand):
+    """Lets ``--ray`` stand alone: a bare ``--ray`` means a local Ray cluster."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Insert ``local`` after a ``--ray`` not followed by an address."""
+        out = list(args)
+        for i, a in enumerate(out):
+            nxt = out[i + 1] if i + 1 < len(out) else None
+            if a == "--ray" and (nxt is None or nxt.startswith("-")
+                                 or nxt.endswith((".yaml", ".yml", ".toml"))):
+                out.insert(i + 1, "local")
+                break
+        return super().parse_args(ctx, out)
+
+
+def report_cmd(
+    store: Annotated[Path, typer.Argument(help="result store (SQLite) of a sweep")],
+    out: Annotated[Path | None, typer.Option(help="report directory; default: STORE's name")]
+    = None,
+    policy: Annotated[Path | None, typer.Option(
+        help="policy.json from fit-policy (default: fit one on the store's training split)")]
+    = None,
+    bins: Annotated[int, typer.Option(min=1, help="oracle difficulty bins")] = 3,
+    title: Annotated[str | None, typer.Option(help="report title")] = None,
+) -> None:
+    """Write an HTML report, PNG figures, a markdown summary and per-problem CSV for a sweep."""
+    from testtime.cli import USER_ERRORS, fail
+    from testtime.eval.report import build_report
+    from testtime.eval.store import ResultStore
+    from testtime.strategies.adaptive import load_policy
+
+    target = out or store.with_suffix("").with_name(store.stem + "-report")
+    try:
+        with ResultStore(store, create=False) as s:
+            records = s.records()
+        the_policy = load_policy(str(policy)) if policy else None
+        summary = build_report(records, target, title=title or f"sweep report: {store.name}",
+                               policy=the_policy, bins=bins)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    typer.echo((target / "report.md").read_text(encoding="utf-8"))
+    typer.echo(f"\nreport: {target / 'report.html'}")
+    for path in summary["files"].values():
+        typer.echo(f"figure: {path}")
+
+
+def fit_policy_cmd(
+    store: Annotated[Path, typer.Argument(help="result store (SQLite) of a sweep")],
+    out: Annotated[Path, typer.Option(help="where to write the policy JSON")] = Path(
+        "policy.json"),
+    probe_k: Annotated[int, typer.Option(min=1, help="probe samples")] = 2,
+    bins: Annotated[int, typer.Option(min=1, help="predicted difficulty bins")] = 3,
+    statistic: Annotated[str, typer.Option(help="probe statistic: agreement or score")]
+    = "agreement",
+    budgets: Annotated[str | None, typer.Option(
+        help="comma-separated generated-token budgets per problem (default: fractions of N "
+             "samples' tokens)")] = None,
+    holdout: Annotated[float, typer.Option(min=0.05, max=0.95,
+                                           help="share of problems held out from fitting")]
+    = 0.5,
+    seed: Annotated[int, typer.Option(help="split seed")] = 0,
+) -> None:
+    """Fit, per difficulty bin and budget, the best configuration; write policy JSON."""
+    from testtime.cli import USER_ERRORS, fail
+    from testtime.eval.policy import fit_policy
+    from testtime.eval.store import ResultStore
+
+    if statistic not in ("agreement", "score"):
+        fail(f"--statistic must be agreement or score, not {statistic!r}")
+    try:
+        levels = [float(b) for b in budgets.split(",")] if budgets else None
+    except ValueError:
+        fail(f"--budgets must be numbers separated by commas, not {budgets!r}")
+    try:
+        with ResultStore(store, create=False) as s:
+            records = s.records()
+        policy = fit_policy(records, probe_k=probe_k, bins=bins,
+                            statistic="score" if statistic == "score" else "agreement",
+                            budgets=levels, holdout=holdout, seed=seed, source=str(store))
+        policy.save(out)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    for budget, row in policy.budgets.items():
+        typer.echo(f"budget {budget:>6} tokens: " + ", ".join(
+            f"bin {i + 1}: {c.label}" for i, c in enumerate(row)))
+    typer.echo(f"fitted on {len(policy.train)} problems, {len(policy.heldout)} held out → {out}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this layer's commands to app."""
+    app.command("sweep", cls=_OptionalRayAddress)(sweep)
+    app.command("export")(export_cmd)
+    app.command("report")(report_cmd)
+    app.command("fit-policy")(fit_policy_cmd)

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from testtime.answers import is_correct
 from testtime.backends.base import Backend
 from testtime.budget import Budget
+from testtime.eval.grading import gradable, grade
 from testtime.eval.metrics import mean, pass_at_k
 from testtime.strategies.base import Context, Strategy
 from testtime.types import Problem, Result, Usage
@@ -28,7 +28,7 @@ def problem_seed(seed: int, problem_id: str) -> int:
 
 def record(problem: Problem, result: Result) -> dict[str, Any]:
     """The JSONL record of one solved problem: answer, grading, every candidate, usage."""
-    graded = problem.reference is not None
+    graded = gradable(problem)
     return {
         "problem_id": problem.id,
         "question": problem.question,
@@ -36,7 +36,7 @@ def record(problem: Problem, result: Result) -> dict[str, Any]:
         "metadata": problem.metadata,
         "strategy": result.strategy,
         "answer": result.answer,
-        "correct": is_correct(result.answer, problem.reference) if graded else None,
+        "correct": grade(problem, result.answer, result.text) if graded else None,
         "text": result.text,
         "votes": result.votes,
         "budget_exhausted": result.budget_exhausted,
@@ -44,7 +44,7 @@ def record(problem: Problem, result: Result) -> dict[str, Any]:
             {
                 "text": c.text,
                 "answer": c.answer,
-                "correct": is_correct(c.answer, problem.reference) if graded else None,
+                "correct": grade(problem, c.answer, c.text) if graded else None,
                 "score": c.score.value if c.score else None,
                 "steps": list(c.score.steps) if c.score and c.score.steps else None,
                 "generated_tokens": c.completion.generated_tokens,

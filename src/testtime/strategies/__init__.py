@@ -1,5 +1,6 @@
 """Strategies: one file per technique, each reading like its paper."""
 
+from testtime.strategies.adaptive import Adaptive
 from testtime.strategies.base import (
     Context,
     Strategy,
@@ -7,15 +8,35 @@ from testtime.strategies.base import (
     make_strategy,
     strategies,
 )
+from testtime.strategies.beam import BeamSearch, LookaheadSearch
 from testtime.strategies.best_of_n import BestOfN
+from testtime.strategies.budget_forcing import BudgetForcing
+from testtime.strategies.dvts import DVTS
+from testtime.strategies.early_stop import EarlyStop
+from testtime.strategies.first_finish import FirstFinish
+from testtime.strategies.mcts import MCTS
+from testtime.strategies.multi_temperature import MultiTemperature
+from testtime.strategies.particle_filter import ParticleFilter
+from testtime.strategies.revision import Revision
 from testtime.strategies.self_consistency import SelfConsistency
 from testtime.strategies.single import Single
 from testtime.strategies.voting import tally, vote
 from testtime.strategies.weighted_vote import WeightedVote
 
 __all__ = [
+    "DVTS",
+    "MCTS",
+    "Adaptive",
+    "BeamSearch",
     "BestOfN",
+    "BudgetForcing",
     "Context",
+    "EarlyStop",
+    "FirstFinish",
+    "LookaheadSearch",
+    "MultiTemperature",
+    "ParticleFilter",
+    "Revision",
     "SelfConsistency",
     "Single",
     "Strategy",

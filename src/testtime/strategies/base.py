@@ -11,11 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from testtime.answers import extract_answer
 from testtime.backends.base import Backend
 from testtime.budget import Budget, BudgetExhausted, Ledger
+from testtime.code.extract import extract_code
 from testtime.registry import Registry, build
 from testtime.types import (
     Candidate,
@@ -72,8 +73,12 @@ class Context:
             req = req.model_copy(update={"n": n, "max_tokens": max_tokens})
         if req.seed is None:
             req = req.model_copy(update={"seed": self.next_seed()})
-        gen = await self.backend.generate(req)
-        self.ledger.record(gen)
+        self.ledger.reserve(n * max_tokens)
+        try:
+            gen = await self.backend.generate(req)
+            self.ledger.record(gen)
+        finally:
+            self.ledger.release(n * max_tokens)
         return gen
 
     async def sample(self, prompt: Problem | Prompt, n: int, *, temperature: float = 0.8,
@@ -86,13 +91,18 @@ class Context:
         req = GenerationRequest(prompt=p, n=n, temperature=temperature, max_tokens=max_tokens,
                                 stop=tuple(stop), logprobs=want_lp)
         gen = await self.generate(req)
-        return [self.candidate(p, c) for c in gen.completions]
+        kind = prompt.kind if isinstance(prompt, Problem) else "math"
+        return [self.candidate(p, c, kind) for c in gen.completions]
 
     @staticmethod
-    def candidate(prompt: Prompt, completion: Any) -> Candidate:
-        """A Candidate for a completion of ``prompt`` (the prefix counts as part of the text)."""
+    def candidate(prompt: Prompt, completion: Any, kind: str = "math") -> Candidate:
+        """A Candidate for a completion of ``prompt`` (the prefix counts as part of the text).
+
+        A code problem's answer is the candidate's extracted code; others' is the final answer.
+        """
         text = prompt.prefix + completion.text
-        return Candidate(text=text, answer=extract_answer(text), completion=completion)
+        answer = extract_code(text) if kind == "code" else extract_answer(text)
+        return Candidate(text=text, answer=answer, completion=completion)
 
     async def score(self, problem: Problem, candidates: Sequence[Candidate],
                     verifier: Verifier | None = None) -> list[Candidate]:
@@ -139,10 +149,15 @@ class StrategySettings(BaseModel):
     temperature: float = Field(default=0.8, ge=0.0, le=2.0)
     max_tokens: int = Field(default=512, ge=1, le=131072)
     verifier: str | None = Field(default=None, description="verifier spec; default: --verifier")
+    _verifier: Verifier | None = PrivateAttr(default=None)
 
     def make_verifier(self, fallback: Verifier | None) -> Verifier | None:
-        """The verifier this strategy uses: its own spec, else the run's default."""
-        return make_verifier(self.verifier) if self.verifier else fallback
+        """The verifier this strategy uses: its own spec (built once per run), else the default."""
+        if not self.verifier:
+            return fallback
+        if self._verifier is None:
+            self._verifier = make_verifier(self.verifier)
+        return self._verifier
 
 
 strategies: Registry[Any] = Registry("strategy")

@@ -2,6 +2,11 @@
 
 from testtime.tasks.arith import ArithTask
 from testtime.tasks.base import LoadReport, Task, TaskError, make_task, tasks
+from testtime.tasks.hf import AimeTask, Gsm8kTask, Math500Task
+from testtime.tasks.humaneval import HumanEvalTask
 from testtime.tasks.jsonl import JsonlTask
 
-__all__ = ["ArithTask", "JsonlTask", "LoadReport", "Task", "TaskError", "make_task", "tasks"]
+__all__ = [
+    "AimeTask", "ArithTask", "Gsm8kTask", "HumanEvalTask", "JsonlTask", "LoadReport",
+    "Math500Task", "Task", "TaskError", "make_task", "tasks",
+]

@@ -53,6 +53,9 @@ class JsonlTask:
     def _fields(self, row: dict[str, Any]) -> tuple[str, str | None, str]:
         fmt = self.format
         if fmt == "auto":
+            if self.question_field is None and not {"question", "problem"} & row.keys():
+                raise ValueError("no 'question' (GSM8K) or 'problem' (MATH) field; "
+                                 "map another with question=FIELD")
             fmt = "gsm8k" if "question" in row else "math"
         q_default, a_default = FORMATS[fmt]
         return self.question_field or q_default, self.answer_field or a_default, fmt

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, cast, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -42,12 +42,22 @@ class VerifierSettings(BaseModel):
 
     needs_logprobs: ClassVar[bool] = False
     needs_reference: ClassVar[bool] = False
+    cacheable: ClassVar[bool] = True
 
 
 verifiers: Registry[Any] = Registry("verifier")
 
 
-def make_verifier(spec: str) -> Verifier:
-    """Build a verifier from a spec such as ``confidence`` or ``reference``."""
+def make_verifier(spec: str, *, cache: bool = True) -> Verifier:
+    """Build a verifier from a spec such as ``confidence`` or ``[judge:k=3]``.
+
+    The verifier is wrapped in a score cache (one per built verifier, i.e. per run), so the
+    same candidate of the same problem is never scored twice.
+    """
+    from testtime.verifiers.cache import CachedVerifier
+
+    spec = spec.strip()
+    if len(spec) >= 2 and spec[0] + spec[-1] == "[]":
+        spec = spec[1:-1].strip()
     verifier: Verifier = build(verifiers, spec)
-    return verifier
+    return cast(Verifier, CachedVerifier(verifier, spec)) if cache else verifier

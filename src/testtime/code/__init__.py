@@ -1,0 +1,18 @@
+"""Running candidate code against tests in a sandbox, and grading code problems."""
+
+from testtime.code.extract import complete_function, extract_code
+from testtime.code.problems import CodeProblemError, grade, run_candidate, split_check
+from testtime.code.sandbox import Limits, RunResult, SandboxError, run_tests
+
+__all__ = [
+    "CodeProblemError",
+    "Limits",
+    "RunResult",
+    "SandboxError",
+    "complete_function",
+    "extract_code",
+    "grade",
+    "run_candidate",
+    "run_tests",
+    "split_check",
+]

@@ -1,0 +1,114 @@
+"""Figures of a sweep: accuracy against compute per strategy, Pareto front, per difficulty."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from testtime.eval.stats import ConfigStats, pareto
+
+STYLE = {
+    "majority": ("tab:blue", "o", "-", "self-consistency (majority@k)"),
+    "weighted": ("tab:green", "s", "-", "weighted vote@k"),
+    "best-of": ("tab:orange", "^", "-", "best-of-k (verifier)"),
+    "pass": ("tab:gray", "v", "--", "pass@k (oracle bound)"),
+    "adaptive": ("tab:red", "D", "-", "adaptive (policy)"),
+    "run": ("black", "*", "", "strategy as run"),
+}
+COST_LABEL = {"generated_tokens": "generated tokens per problem (log scale)",
+              "flops": "FLOPs per problem (log scale)"}
+
+
+def short_name(spec: str) -> str:
+    """A strategy spec without its sampling and verifier options, for labels."""
+    name, _, opts = spec.partition(":")
+    keep = [o for o in opts.split(",") if o.split("=")[0] in ("n", "budget", "k")]
+    return f"{name}:{','.join(keep)}" if keep else name
+
+
+def _ticks() -> Any:
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}")
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 11, "axes.titlesize": 13, "axes.labelsize": 12,
+                         "legend.fontsize": 9})
+    return plt
+
+
+def draw_curves(ax: Any, stats: Sequence[ConfigStats], cost: str, *, label_runs: bool = True,
+                front: bool = True, legend: bool = True) -> None:
+    """Accuracy against ``cost``: one line per family, runs as stars, the Pareto front."""
+    families: dict[str, list[ConfigStats]] = {}
+    for s in stats:
+        families.setdefault(s.family, []).append(s)
+    for fam, rows in families.items():
+        color, marker, line, name = STYLE.get(fam, ("tab:purple", "x", "-", fam))
+        rows = sorted(rows, key=lambda s: s.mean[cost])
+        xs = [max(s.mean[cost], 1e-9) for s in rows]
+        ys = [s.accuracy for s in rows]
+        err = [[s.accuracy - s.ci["correct"][0] for s in rows],
+               [s.ci["correct"][1] - s.accuracy for s in rows]]
+        ax.errorbar(xs, ys, yerr=err, color=color, marker=marker, linestyle=line or "none",
+                    capsize=3, label=name, markersize=9 if fam == "run" else 6, alpha=0.9)
+        if fam == "run" and label_runs:
+            for s, x, y in zip(rows, xs, ys, strict=True):
+                ax.annotate(short_name(s.config), (x, y), textcoords="offset points",
+                            xytext=(-8, -14), fontsize=9, ha="right")
+        elif fam == "pass":
+            for s, x, y in zip(rows, xs, ys, strict=True):
+                ax.annotate(f"k={s.k}", (x, y), textcoords="offset points", xytext=(0, 8),
+                            fontsize=8, ha="center", color=color)
+    if front:
+        real = [s for s in stats if s.family != "pass" and s.mean[cost] > 0]
+        pf = pareto(real, cost)
+        if pf:
+            ax.step([s.mean[cost] for s in pf], [s.accuracy for s in pf], where="post",
+                    color="black", linewidth=1, alpha=0.5, label="Pareto front")
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(_ticks())
+    ax.margins(x=0.08)
+    ax.set_ylim(-0.02, 1.08)
+    ax.set_xlabel(COST_LABEL.get(cost, cost))
+    ax.set_ylabel("accuracy (95% bootstrap CI)")
+    ax.grid(True, which="both", alpha=0.3)
+    if legend:
+        ax.legend(loc="lower right")
+
+
+def accuracy_figure(stats: Sequence[ConfigStats], cost: str, title: str, path: Path) -> Path:
+    """One accuracy-against-compute figure."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 6))
+    draw_curves(ax, stats, cost)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def difficulty_figure(by_bin: Mapping[int, Sequence[ConfigStats]], path: Path, *,
+                      edges: dict[int, str]) -> Path:
+    """One panel per oracle difficulty bin, same axes for all."""
+    plt = _plt()
+    n = len(by_bin)
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.8), sharey=True, squeeze=False)
+    for ax, (b, stats) in zip(axes[0], sorted(by_bin.items()), strict=True):
+        draw_curves(ax, stats, "generated_tokens", label_runs=False, front=False,
+                    legend=b == min(by_bin))
+        ax.set_title(f"bin {b}: {edges.get(b, '')}")
+        ax.set_xlabel("generated tokens (log)")
+    fig.suptitle("Accuracy against generated tokens per oracle difficulty bin (1 = easiest)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,200 @@
+"""The sweep report: markdown summary, per-problem CSV, PNG figures and one HTML page."""
+
+from __future__ import annotations
+
+import csv
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from testtime.eval.curves import Point, all_points
+from testtime.eval.difficulty import pass_rates, quantile_bins
+from testtime.eval.plots import accuracy_figure, difficulty_figure
+from testtime.eval.policy import fit_policy, simulate
+from testtime.eval.stats import METRICS, ConfigStats, summarise_points
+from testtime.strategies.adaptive import Policy
+
+
+def _ci(s: ConfigStats, m: str, fmt: str = "{:.3f}") -> str:
+    lo, hi = s.ci[m]
+    return f"{fmt.format(s.mean[m])} [{fmt.format(lo)}, {fmt.format(hi)}]"
+
+
+def markdown_table(stats: Sequence[ConfigStats]) -> str:
+    """One row per configuration: accuracy and compute with 95% bootstrap intervals."""
+    head = ("| configuration | problems | accuracy [95% CI] | generated tok [95% CI] | prompt tok "
+            "| cached tok | verifier tok | FLOPs | memory bytes | seconds |")
+    lines = [head, "|" + "---|" * 10]
+    for s in stats:
+        lines.append(
+            f"| {s.label} | {s.problems} | {_ci(s, 'correct')} | "
+            f"{_ci(s, 'generated_tokens', '{:.0f}')} | {s.mean['prompt_tokens']:.0f} | "
+            f"{s.mean['cached_tokens']:.0f} | {s.mean['verifier_tokens']:.0f} | "
+            f"{s.mean['flops']:.3g} | {s.mean['memory_bytes']:.3g} | {s.mean['seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+@dataclass
+class AdaptiveComparison:
+    """Adaptive against self-consistency and best-of-N on held-out problems."""
+
+    policy: Policy
+    stats: list[ConfigStats]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    headline: str = ""
+
+
+def compare_adaptive(records: Sequence[dict[str, Any]], points: Sequence[Point],
+                     policy: Policy | None) -> AdaptiveComparison:
+    """Replay the policy on its held-out problems next to the baselines' curves."""
+    if policy is None:
+        policy = fit_policy(records)
+    held = set(policy.heldout)
+    adaptive = [p for b in policy.budgets for p in simulate(policy, records, sorted(held), b)]
+    base = [p for p in points if p.family in ("majority", "best-of", "weighted")]
+    stats = summarise_points([*base, *adaptive], problems=held)
+    sc = [s for s in stats if s.family == "majority"]
+    if not sc:
+        return AdaptiveComparison(policy, stats, headline="no self-consistency curve to compare")
+    full = max(sc, key=lambda s: s.k)
+    bon = [s for s in stats if s.family == "best-of" and s.k == full.k]
+    comp = AdaptiveComparison(policy, stats)
+    for s in sorted((s for s in stats if s.family == "adaptive"),
+                    key=lambda s: s.mean["generated_tokens"]):
+        matched = min(sc, key=lambda m: abs(m.mean["generated_tokens"]
+                                            - s.mean["generated_tokens"]))
+        comp.rows.append({
+            "adaptive": s, "matched_sc": matched, "sc_full": full,
+            "bon_full": bon[0] if bon else None,
+            "token_ratio": s.mean["generated_tokens"] / max(full.mean["generated_tokens"], 1e-9),
+        })
+    reach = [r for r in comp.rows if r["adaptive"].accuracy >= full.accuracy]
+    if reach:
+        r = reach[0]
+        comp.headline = (
+            f"On {full.problems} held-out problems, {r['adaptive'].config} reaches "
+            f"{r['adaptive'].accuracy:.3f} accuracy (self-consistency@{full.k}: "
+            f"{full.accuracy:.3f}) with {r['adaptive'].mean['generated_tokens']:.0f} generated "
+            f"tokens per problem against {full.mean['generated_tokens']:.0f}: "
+            f"{r['token_ratio']:.2f}× the tokens ({1 / r['token_ratio']:.2f}× fewer).")
+    else:
+        best = max(comp.rows, key=lambda r: r["adaptive"].accuracy)["adaptive"]
+        comp.headline = (
+            f"On {full.problems} held-out problems no fitted budget reached "
+            f"self-consistency@{full.k}'s accuracy {full.accuracy:.3f}; the best adaptive row "
+            f"({best.config}) reached {best.accuracy:.3f}.")
+    return comp
+
+
+def adaptive_markdown(comp: AdaptiveComparison) -> str:
+    """Table of adaptive rows against matched-compute and full self-consistency, best-of-N."""
+    lines = ["| adaptive budget | choices per bin (easy→hard) | accuracy | gen tok | SC at matched "
+             "tokens | SC@N | BoN@N | tokens / SC@N |", "|" + "---|" * 8]
+    for r in comp.rows:
+        a, m, f, b = r["adaptive"], r["matched_sc"], r["sc_full"], r["bon_full"]
+        budget = a.config.split("@")[1]
+        picks = ", ".join(c.label for c in comp.policy.budgets[budget])
+        lines.append(
+            f"| {budget} | {picks} | {_ci(a, 'correct')} | {a.mean['generated_tokens']:.0f} | "
+            f"{m.config}: {m.accuracy:.3f} ({m.mean['generated_tokens']:.0f} tok) | "
+            f"{f.accuracy:.3f} ({f.mean['generated_tokens']:.0f} tok) | "
+            f"{(f'{b.accuracy:.3f}') if b else '-'} | {r['token_ratio']:.2f} |")
+    return "\n".join(lines)
+
+
+def write_per_problem(points: Sequence[Point], path: Path) -> None:
+    """Per problem and configuration: expected correctness and cost (averaged over seeds)."""
+    groups: dict[tuple[str, str, str, str | None], list[Point]] = {}
+    for p in points:
+        groups.setdefault((p.problem, p.config, p.backend, p.budget), []).append(p)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["problem", "configuration", "backend", "budget", *METRICS])
+        for (prob, config, backend, budget), ps in sorted(groups.items(), key=str):
+            w.writerow([prob, config, backend, budget or "",
+                        *[round(sum(getattr(p, m) for p in ps) / len(ps), 6) for m in METRICS]])
+
+
+def build_report(records: Sequence[dict[str, Any]], out: Path, *, title: str = "sweep report",
+                 policy: Policy | None = None, bins: int = 3) -> dict[str, Any]:
+    """Write report.md, report.html, per_problem.csv and PNGs into ``out``; return a summary."""
+    if not records:
+        raise ValueError("the store has no finished records to report on")
+    out.mkdir(parents=True, exist_ok=True)
+    points = all_points(records)
+    stats = summarise_points(points)
+    files: dict[str, Path] = {}
+    files["tokens"] = accuracy_figure(stats, "generated_tokens", "Accuracy against generated "
+                                      "tokens", out / "accuracy_tokens.png")
+    if any(s.mean["flops"] > 0 for s in stats):
+        files["flops"] = accuracy_figure(stats, "flops", "Accuracy against FLOPs",
+                                         out / "accuracy_flops.png")
+    rates = pass_rates(records)
+    oracle = quantile_bins(rates, min(bins, max(len(rates), 1)))
+    by_bin, ranges = {}, {}
+    for b in sorted(set(oracle.values())):
+        members = {p for p, v in oracle.items() if v == b}
+        by_bin[b] = [s for s in summarise_points(points, problems=members, reps=300)
+                     if s.family != "run"]
+        vals = [rates[p] for p in members]
+        ranges[b] = f"pass rate {min(vals):.2f}–{max(vals):.2f}, {len(members)} problems"
+    if by_bin:
+        files["difficulty"] = difficulty_figure(by_bin, out / "accuracy_by_difficulty.png",
+                                                edges=ranges)
+    write_per_problem(points, out / "per_problem.csv")
+    md = [f"# {title}", "", f"{len(records)} records, {len(rates)} problems.", "",
+          "## Configurations", "", markdown_table(stats), ""]
+    md += ["## Oracle difficulty bins", ""] + [f"- bin {b}: {ranges[b]}" for b in ranges] + [""]
+    comp: AdaptiveComparison | None = None
+    adaptive_note = ""
+    try:
+        comp = compare_adaptive(records, points, policy)
+    except ValueError as exc:
+        adaptive_note = f"adaptive comparison skipped: {exc}"
+    if comp is not None:
+        held = [s for s in comp.stats]
+        files["adaptive"] = accuracy_figure(
+            held, "generated_tokens",
+            f"Held-out problems ({len(comp.policy.heldout)}): adaptive vs fixed strategies",
+            out / "adaptive_heldout.png")
+        md += ["## Adaptive policy on held-out problems", "", comp.headline, "",
+               f"Probe: first {comp.policy.probe_k} samples, statistic "
+               f"{comp.policy.statistic}, bins cut at {[round(e, 3) for e in comp.policy.edges]}"
+               f"; fitted on {len(comp.policy.train)} problems, evaluated on "
+               f"{len(comp.policy.heldout)}.", "", adaptive_markdown(comp), ""]
+    elif adaptive_note:
+        md += ["## Adaptive policy", "", adaptive_note, ""]
+    (out / "report.md").write_text("\n".join(md), encoding="utf-8")
+    (out / "report.html").write_text(_html(title, md, files), encoding="utf-8")
+    return {"dir": str(out), "files": {k: str(v) for k, v in files.items()},
+            "configurations": len(stats), "headline": comp.headline if comp else adaptive_note}
+
+
+def _html(title: str, md: Sequence[str], files: dict[str, Path]) -> str:
+    body = []
+    table: list[str] = []
+    for line in [*md, ""]:
+        if line.startswith("|"):
+            if not line.startswith("|---"):
+                cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
+                tag = "th" if not table else "td"
+                table.append("<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
+            continue
+        if table:
+            body.append("<table>" + "".join(table) + "</table>")
+            table = []
+        if line.startswith("## "):
+            body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("# "):
+            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line:
+            body.append(f"<p>{html.escape(line.lstrip('- '))}</p>")
+    imgs = "".join(f'<figure><img src="{p.name}" alt="{k}"><figcaption>{k}</figcaption></figure>'
+                   for k, p in files.items())
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:"
+             "collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
+             "img{max-width:100%}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+            f"</title><style>{style}</style></head><body>{''.join(body)}{imgs}</body></html>")

@@ -1,0 +1,122 @@
+"""Gateway settings: defaults, then a TOML/JSON file, then ``TESTTIME_SERVE_*`` variables."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from testtime.budget import Budget
+from testtime.models import DEFAULT_MODEL
+
+ENV_PREFIX = "TESTTIME_SERVE_"
+KEYS_ENV = "TESTTIME_API_KEYS"
+
+
+class ConfigError(ValueError):
+    """A config file or environment variable that cannot be used."""
+
+
+class KeyConfig(BaseModel):
+    """One API key's policy: a display name and an optional lifetime token cap."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = None
+    budget_tokens: int | None = Field(default=None, ge=1,
+                                      description="total tokens this key may cause")
+
+
+class ServeConfig(BaseModel):
+    """Everything ``testtime serve`` can be told."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    backend: str = f"embedded:{DEFAULT_MODEL}"
+    model_name: str | None = Field(default=None,
+                                   description="id of the upstream model (default: derived)")
+    default_strategy: str = "single"
+    strategies: dict[str, str] = Field(default_factory=dict,
+                                       description="alias → strategy spec, listed as models")
+    allowed_strategies: list[str] | None = Field(
+        default=None, description="strategy names clients may ask for (default: all)")
+    api_keys: dict[str, KeyConfig] = Field(default_factory=dict)
+    request_budget: str = Field(default="tokens=16384",
+                                description="per-request Budget, e.g. tokens=8192,calls=64")
+    max_body_bytes: int = Field(default=1_000_000, ge=256)
+    max_choices: int = Field(default=4, ge=1, le=64)
+    max_concurrency: int = Field(default=8, ge=1)
+    max_queue: int = Field(default=64, ge=0)
+    queue_timeout: float = Field(default=30.0, gt=0)
+    request_timeout: float = Field(default=300.0, gt=0)
+    log_level: str = "INFO"
+
+    @field_validator("request_budget")
+    @classmethod
+    def _budget_parses(cls, value: str) -> str:
+        Budget.parse(value)
+        return value
+
+    def budget(self) -> Budget:
+        """The per-request Budget."""
+        return Budget.parse(self.request_budget)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config {path} is not valid {path.suffix or 'TOML'}: {exc}") from None
+    section = data.get("serve", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"config {path}: [serve] must be a table")
+    return dict(section)
+
+
+def _from_env(env: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, field in ServeConfig.model_fields.items():
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is None:
+            continue
+        if field.annotation in (str, str | None, int, float):
+            out[name] = raw
+        else:
+            try:
+                out[name] = json.loads(raw)
+            except ValueError:
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be JSON") from None
+    keys = [k.strip() for k in env.get(KEYS_ENV, "").split(",") if k.strip()]
+    if keys:
+        out.setdefault("api_keys", {})
+        for key in keys:
+            out["api_keys"].setdefault(key, {})
+    return out
+
+
+def load_config(path: Path | None = None, env: dict[str, str] | None = None,
+                **overrides: Any) -> ServeConfig:
+    """Merge defaults, the file at ``path``, environment variables and explicit overrides."""
+    env = dict(os.environ) if env is None else env
+    data: dict[str, Any] = _read_file(path) if path else {}
+    from_env = _from_env(env)
+    file_keys = data.get("api_keys") or {}
+    data.update(from_env)
+    if "api_keys" in from_env and isinstance(file_keys, dict):
+        data["api_keys"] = {**from_env["api_keys"], **file_keys}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return ServeConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid gateway config: {problems}") from None

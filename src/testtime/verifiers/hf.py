@@ -1,0 +1,74 @@
+"""Loading Hugging Face transformers reward models once, and running them off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+_LOCK = threading.Lock()
+_LOADED: dict[tuple[str, str, str, str, bool], tuple[Any, Any]] = {}
+
+
+class RewardModelError(RuntimeError):
+    """A reward model that cannot be loaded or run (missing extra, bad path, bad output)."""
+
+
+def torch_and_transformers() -> tuple[Any, Any]:
+    """Import torch and transformers, or explain which extra to install."""
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        raise RewardModelError(
+            "transformers reward models need the 'hf' extra: pip install 'testtime[hf]'"
+        ) from exc
+    return torch, transformers
+
+
+def load(path: str, auto_class: str, *, device: str = "cpu", dtype: str = "auto",
+         trust_remote_code: bool = False) -> tuple[Any, Any]:
+    """(tokenizer, model) for a local directory or hub id, loaded once per process.
+
+    A checkpoint whose config maps ``AutoModel`` to its own code (Qwen2.5-Math-PRM) is loaded
+    through that code when ``trust_remote_code`` is set; otherwise ``auto_class`` is used.
+    """
+    key = (path, auto_class, device, dtype, trust_remote_code)
+    with _LOCK:
+        if key in _LOADED:
+            return _LOADED[key]
+        torch, tf = torch_and_transformers()
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            config = tf.AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+            remote = trust_remote_code and "AutoModel" in (getattr(config, "auto_map", None) or {})
+            cls = tf.AutoModel if remote else getattr(tf, auto_class)
+            torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+            model = cls.from_pretrained(path, torch_dtype=torch_dtype,
+                                        trust_remote_code=trust_remote_code)
+            tokenizer = tf.AutoTokenizer.from_pretrained(path,
+                                                         trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as exc:
+            where = "directory" if Path(path).exists() else "hub id (no network here?)"
+            raise RewardModelError(f"cannot load reward model {path!r} ({where}): {exc}") from None
+        model.to(device).eval()
+        _LOADED[key] = (tokenizer, model)
+        return tokenizer, model
+
+
+def logits_of(model: Any, encoded: Any) -> Any:
+    """Run the model without gradients and return its first output's logits (batch 0)."""
+    torch, _ = torch_and_transformers()
+    with torch.no_grad():
+        out = model(**{k: v.to(model.device) for k, v in encoded.items()})
+    logits = getattr(out, "logits", None)
+    if logits is None:
+        logits = out[0]
+    return logits[0].float().cpu()
+
+
+async def off_loop(fn: Any, *args: Any) -> Any:
+    """Run blocking model code in a worker thread."""
+    return await asyncio.to_thread(fn, *args)

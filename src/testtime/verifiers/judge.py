@@ -1,0 +1,79 @@
+"""LLM-as-a-judge: ask a model whether a solution is correct; score by P(yes)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import Field, PrivateAttr
+
+from testtime.types import Candidate, GenerationRequest, Problem, Prompt, Score
+from testtime.verifiers.base import VerifierSettings, VerifyContext, verifiers
+from testtime.verifiers.verdicts import JudgeBackend, first_word, label_mass
+
+JUDGE_SYSTEM = "You are a strict grader. You check solutions carefully and answer Yes or No."
+JUDGE_TEMPLATE = (
+    "Problem:\n{question}\n\nProposed solution:\n{solution}\n\n"
+    "The proposed final answer is: {answer}\n\n"
+    "Is this final answer correct? Reply with only Yes or No."
+)
+
+
+@verifiers.register("judge")
+class JudgeVerifier(VerifierSettings):
+    """A generative verifier: P(yes) from the first verdict token's top logprobs.
+
+    Where the backend gives no logprobs (or ``mode=sample``), the score is the share of *yes*
+    among ``k`` sampled verdicts. The judge is the policy's backend unless ``backend=SPEC``
+    names another (e.g. ``judge:backend=[openai:http://host/v1,model=big]``).
+    """
+
+    backend: str | None = Field(default=None, description="judge backend spec; default: policy")
+    mode: Literal["auto", "logprobs", "sample"] = "auto"
+    k: int = Field(default=5, ge=1, le=64, description="sampled verdicts without logprobs")
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    top: int = Field(default=10, ge=2, le=20, description="top logprobs to read")
+    max_chars: int = Field(default=4000, ge=100, description="solution text shown, from the end")
+    _judge: JudgeBackend | None = PrivateAttr(default=None)
+
+    def model_post_init(self, __context: object) -> None:
+        """Build the judge's own backend once."""
+        self._judge = JudgeBackend(self.backend)
+
+    def prompt(self, problem: Problem, candidate: Candidate) -> Prompt:
+        """The judge's prompt for one candidate."""
+        text = candidate.text[-self.max_chars:]
+        user = JUDGE_TEMPLATE.format(question=problem.question, solution=text,
+                                     answer=candidate.answer or "(none given)")
+        return Prompt.chat(user, system=JUDGE_SYSTEM)
+
+    async def score(self, problem: Problem, candidates: Sequence[Candidate],
+                    ctx: VerifyContext) -> list[Score]:
+        """Ask the judge about every candidate concurrently."""
+        return list(await asyncio.gather(*(self._one(problem, c, ctx) for c in candidates)))
+
+    async def _one(self, problem: Problem, c: Candidate, ctx: VerifyContext) -> Score:
+        assert self._judge is not None
+        prompt = self.prompt(problem, c)
+        use_logprobs = self.mode == "logprobs" or (
+            self.mode == "auto" and self._judge.get(ctx).capabilities.logprobs)
+        if use_logprobs:
+            gen = await self._judge.ask(ctx, GenerationRequest(
+                prompt=prompt, n=1, max_tokens=1, temperature=0.0, top_logprobs=self.top))
+            tops = gen.completions[0].top_logprobs if gen.completions else None
+            if tops:
+                mass = label_mass(tops[0], ("yes", "no"))
+                total = mass["yes"] + mass["no"]
+                if total > 0:
+                    return Score(value=mass["yes"] / total,
+                                 detail=f"P(yes)={mass['yes']:.3f} P(no)={mass['no']:.3f}")
+            if self.mode == "logprobs":
+                return Score(value=0.5, detail="no yes/no among the judge's top tokens")
+        gen = await self._judge.ask(ctx, GenerationRequest(
+            prompt=prompt, n=self.k, max_tokens=4, temperature=self.temperature))
+        words = [first_word(x.text) for x in gen.completions]
+        yes, no = words.count("yes"), words.count("no")
+        if yes + no == 0:
+            return Score(value=0.5, detail=f"no verdict in {len(words)} samples")
+        return Score(value=yes / (yes + no), detail=f"{yes} yes / {no} no of {len(words)}")

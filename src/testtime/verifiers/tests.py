@@ -1,0 +1,52 @@
+"""Runs each candidate's code against the problem's tests in the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+
+from pydantic import Field
+
+from testtime.code.problems import run_candidate
+from testtime.code.sandbox import Limits, Mode, RunResult
+from testtime.types import Candidate, Problem, Score, Usage
+from testtime.verifiers.base import VerifierSettings, VerifyContext, verifiers
+
+
+@verifiers.register("tests")
+class TestsVerifier(VerifierSettings):
+    """The fraction of the problem's tests a candidate passes; 0 when its code does not load.
+
+    Bills no tokens: one verifier call per candidate and the sandbox's seconds.
+    """
+
+    timeout: float = Field(default=10.0, gt=0, le=600, description="wall seconds per run")
+    cpu: int = Field(default=5, ge=1, le=600, description="CPU seconds per run")
+    memory_mb: int = Field(default=1024, ge=64, le=65536)
+    parallel: int = Field(default=0, ge=0, le=256, description="runs at once; 0: CPU count")
+    sandbox: Mode = "auto"
+
+    async def score(self, problem: Problem, candidates: Sequence[Candidate],
+                    ctx: VerifyContext) -> list[Score]:
+        """Run every candidate (a few at once, off the event loop) and score its pass rate."""
+        limits = Limits(wall_seconds=self.timeout, cpu_seconds=self.cpu,
+                        memory_mb=self.memory_mb)
+        gate = asyncio.Semaphore(self.parallel or os.cpu_count() or 1)
+
+        async def one(c: Candidate) -> RunResult:
+            async with gate:
+                return await asyncio.to_thread(run_candidate, problem, c.text, limits,
+                                               self.sandbox)
+
+        runs = await asyncio.gather(*(one(c) for c in candidates))
+        ctx.ledger.add(Usage(verifier_calls=len(runs),
+                             verifier_seconds=sum(r.seconds for r in runs),
+                             counted_by=("sandbox",)))
+        return [Score(value=r.fraction, detail=_detail(r)) for r in runs]
+
+
+def _detail(run: RunResult) -> str:
+    passed = f"{sum(run.passed)}/{len(run.passed)} tests" if run.loaded else "did not load"
+    first = next(iter(run.errors.values()), "")
+    return f"{passed}, {run.status}, {run.seconds:.2f}s" + (f"; {first}" if first else "")

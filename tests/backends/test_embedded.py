@@ -1,0 +1,116 @@
+"""The embedded llama.cpp backend on a real model: counts, logprobs, prefixes, slots, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from testtime.backends.embedded import EmbeddedBackend, SlotGate
+from testtime.types import GenerationRequest, Prompt
+
+pytestmark = pytest.mark.model
+
+PROMPT = Prompt.chat("List three colours, one per line.")
+
+
+async def test_n_samples_with_exact_per_choice_counts(smollm: EmbeddedBackend) -> None:
+    gen = await smollm.generate(GenerationRequest(prompt=PROMPT, n=4, max_tokens=24,
+                                                  temperature=0.9, seed=1, logprobs=True))
+    assert len(gen.completions) == 4
+    for c in gen.completions:
+        assert c.logprobs is not None
+        # The end-of-sequence token is computed (and counted) but streams no logprob.
+        assert len(c.logprobs) <= c.generated_tokens <= len(c.logprobs) + 1
+        assert c.generated_tokens > 0
+        assert c.generated_tokens <= 24
+        assert all(lp <= 0.0 for lp in c.logprobs)
+    assert gen.prompt_tokens > 10
+    assert gen.counted_by == "engine-timings"
+    assert smollm.cost.shape is not None and smollm.cost.shape.n_layers == 30
+
+
+async def test_max_tokens_and_stop_are_honoured(smollm: EmbeddedBackend) -> None:
+    gen = await smollm.generate(GenerationRequest(
+        prompt=Prompt.chat("Write a long story about a dragon."), n=2, max_tokens=8,
+        temperature=0.8, seed=3))
+    assert all(c.generated_tokens == 8 and c.finish_reason == "length"
+               for c in gen.completions)
+    stopped = await smollm.generate(GenerationRequest(
+        prompt=PROMPT, n=1, max_tokens=64, temperature=0.0, stop=("\n",)))
+    assert "\n" not in stopped.completions[0].text
+
+
+async def test_prefix_is_continued_and_served_from_cache(smollm: EmbeddedBackend) -> None:
+    base = Prompt.chat("What is 12 * 13? Solve step by step.").extend("Step 1: 12 * 13 = ")
+    first = await smollm.generate(GenerationRequest(prompt=base, n=1, max_tokens=6,
+                                                    temperature=0.0))
+    text = first.completions[0].text
+    assert not text.startswith("Step 1")
+    second = await smollm.generate(GenerationRequest(prompt=base.extend(text), n=1,
+                                                     max_tokens=6, temperature=0.0))
+    assert second.cached_tokens >= first.prompt_tokens - 1
+    assert second.prompt_tokens > first.prompt_tokens
+
+
+async def test_more_samples_than_slots_do_not_deadlock(smollm: EmbeddedBackend) -> None:
+    reqs = [GenerationRequest(prompt=Prompt.chat(f"Count to {i + 3}."), n=12, max_tokens=6,
+                              temperature=0.8, seed=i) for i in range(3)]
+    gens = await asyncio.wait_for(asyncio.gather(*(smollm.generate(r) for r in reqs)), 240)
+    assert [len(g.completions) for g in gens] == [12, 12, 12]
+
+
+async def test_n_above_slots_is_split(smollm: EmbeddedBackend) -> None:
+    gen = await smollm.generate(GenerationRequest(prompt=PROMPT, n=smollm.settings.slots + 2,
+                                                  max_tokens=4, temperature=0.8))
+    assert len(gen.completions) == smollm.settings.slots + 2
+
+
+async def test_cancel_stops_generation(smollm: EmbeddedBackend) -> None:
+    task = asyncio.ensure_future(smollm.generate(GenerationRequest(
+        prompt=Prompt.chat("Write a very long essay."), n=1, max_tokens=2000, temperature=0.8)))
+    await asyncio.sleep(1.0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    quick = await asyncio.wait_for(smollm.generate(GenerationRequest(
+        prompt=PROMPT, n=1, max_tokens=4)), 60)
+    assert quick.completions
+
+
+async def test_stream_yields_pieces_then_generation(smollm: EmbeddedBackend) -> None:
+    pieces: list[str] = []
+    final = None
+    async for item in smollm.stream(GenerationRequest(prompt=PROMPT, max_tokens=12,
+                                                      temperature=0.0)):
+        if isinstance(item, str):
+            pieces.append(item)
+        else:
+            final = item
+    assert final is not None
+    assert "".join(pieces) == final.completions[0].text
+    assert len(pieces) >= 2
+
+
+def test_slot_gate_is_fifo_and_bounded() -> None:
+    import threading
+
+    gate = SlotGate(4)
+    order: list[int] = []
+    gate.acquire(3)
+
+    def take(i: int, n: int) -> None:
+        gate.acquire(n)
+        order.append(i)
+
+    threads = [threading.Thread(target=take, args=(i, n)) for i, n in enumerate([4, 1])]
+    for t in threads:
+        t.start()
+        t.join(0.2)
+    assert order == []  # the 4-slot request waits, and the 1-slot one queues behind it
+    gate.release(3)
+    threads[0].join(5)
+    assert order == [0]
+    gate.release(4)
+    threads[1].join(5)
+    assert order == [0, 1]

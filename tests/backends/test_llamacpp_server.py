@@ -1,0 +1,109 @@
+"""llama.cpp's own HTTP server (``testtime engine-serve``) driven by the OpenAI backend."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from testtime.backends.embedded import EmbeddedBackend
+from testtime.backends.llamacpp_server import LlamaCppServer
+from testtime.backends.openai import OpenAIBackend
+from testtime.types import GenerationRequest, Prompt
+
+PROMPT = Prompt.chat("List three colours, one per line.")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LlamaCppServer]:
+    """SmolLM2 behind llama.cpp's HTTP server in a child process."""
+    with LlamaCppServer("smollm2-135m", slots=4, ctx=512,
+                        threads=int(os.environ.get("TESTTIME_THREADS", os.cpu_count() or 2))
+                        ) as srv:
+        yield srv
+
+
+def test_engine_serve_rejects_an_unknown_model_without_traceback() -> None:
+    proc = subprocess.run([sys.executable, "-m", "testtime.cli", "engine-serve", "no-such-pack",
+                           "--port", "9"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "unknown model pack 'no-such-pack'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.model
+def test_server_is_stopped_by_pid_on_exit() -> None:
+    with LlamaCppServer("smollm2-135m", slots=1, ctx=256) as srv:
+        proc = srv.process
+        assert proc is not None
+        assert httpx.get(f"{srv.url}/models", timeout=10).json()["data"][0]["id"] == "smollm2-135m"
+    assert proc.poll() is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(proc.pid, 0)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{srv.url}/models", timeout=2)
+
+
+@pytest.mark.model
+async def test_n4_counts_are_exact_per_choice_and_exceed_server_usage(
+        server: LlamaCppServer) -> None:
+    raw = httpx.post(f"{server.url}/chat/completions", timeout=300, json={
+        "messages": [{"role": "user", "content": PROMPT.messages[0].content}], "n": 4,
+        "max_tokens": 16, "temperature": 1.0, "seed": 3, "logprobs": True}).json()
+    per_choice = [len(c["logprobs"]["content"]) for c in raw["choices"]]
+    assert sum(per_choice) > raw["usage"]["completion_tokens"]  # the server counts one choice
+
+    backend = OpenAIBackend(url=server.url)
+    gen = await backend.generate(GenerationRequest(prompt=PROMPT, n=4, max_tokens=16,
+                                                   temperature=1.0, seed=3, logprobs=True))
+    await backend.close()
+    assert len(gen.completions) == 4
+    assert gen.counted_by == "engine timings per choice (streamed)"
+    assert gen.generated_tokens > raw["usage"]["completion_tokens"]
+    for c in gen.completions:
+        assert c.logprobs is not None
+        assert 0 < c.generated_tokens <= 16
+        # Logprobs miss the end-of-sequence token and merge tokens that split a UTF-8 char.
+        assert len(c.logprobs) <= c.generated_tokens
+        if c.text.isascii():
+            assert c.generated_tokens - len(c.logprobs) == int(c.finish_reason == "stop")
+    assert gen.prompt_tokens > 10
+
+
+@pytest.mark.model
+async def test_greedy_counts_and_prefix_continuation_match_the_embedded_engine(
+        server: LlamaCppServer, smollm: EmbeddedBackend) -> None:
+    backend = OpenAIBackend(url=server.url)
+    prefixed = PROMPT.extend("1. Red\n2.")
+    for prompt in (PROMPT, prefixed):
+        req = GenerationRequest(prompt=prompt, n=2, max_tokens=12, temperature=0.0, seed=1)
+        over_http = await backend.generate(req)
+        in_process = await smollm.generate(req)
+        assert [c.text for c in over_http.completions] == [c.text for c in in_process.completions]
+        assert ([c.generated_tokens for c in over_http.completions]
+                == [c.generated_tokens for c in in_process.completions])
+    await backend.close()
+    continued = over_http.completions[0].text
+    assert not continued.startswith("1. Red")
+    assert continued.strip() and "Red" not in continued.split("\n")[0]
+
+
+@pytest.mark.model
+def test_cli_run_against_the_http_server(server: LlamaCppServer) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "testtime.cli", "run", "--backend", f"openai:{server.url}",
+         "--strategy", "self-consistency:n=4,max_tokens=32", "--task", "arith", "--limit", "3",
+         "--seed", "0", "--json"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["problems"] == 3 and summary["errors"] == 0 and summary["k"] == 4
+    assert 0.0 <= summary["sample_accuracy"] <= summary["pass@4"] <= 1.0
+    usage = summary["usage"]
+    assert usage["calls"] == 3
+    assert 3 * 4 <= usage["generated_tokens"] <= 3 * 4 * 32
+    assert usage["counted_by"] == ["engine timings per choice (streamed)"]

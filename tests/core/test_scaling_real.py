@@ -1,0 +1,28 @@
+"""Test-time scaling on the real 0.5B model: voting over samples beats its average sample."""
+
+from __future__ import annotations
+
+import pytest
+
+from testtime.backends.embedded import EmbeddedBackend
+from testtime.eval.runner import run_problems, summarise
+from testtime.strategies import make_strategy
+from testtime.tasks import make_task
+
+pytestmark = pytest.mark.model
+
+
+async def test_self_consistency_on_qwen05(qwen05: EmbeddedBackend) -> None:
+    problems = make_task("arith:level=2").problems(limit=4, seed=1)
+    spec = "self-consistency:n=4,max_tokens=200"
+    records, seconds = await run_problems(problems, make_strategy(spec), qwen05, spec=spec,
+                                          seed=0, concurrency=4)
+    s = summarise(records, strategy=spec, backend=qwen05.name, task="arith", wall_seconds=seconds)
+    assert s.errors == 0
+    assert s.answered == 1.0
+    assert s.accuracy is not None and s.sample_accuracy is not None and s.pass_at_k is not None
+    assert s.accuracy >= 0.5
+    assert s.pass_at_k >= s.sample_accuracy
+    assert s.usage.generated_tokens == sum(
+        c["generated_tokens"] for r in records for c in r["candidates"])
+    assert s.usage.prompt_tokens > 0 and s.usage.flops > 0 and s.usage.memory_bytes > 0

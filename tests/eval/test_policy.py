@@ -1,0 +1,133 @@
+"""Policy fitting, the adaptive strategy, and the report and CLI on a synthetic sweep."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from testtime.backends.scripted import ScriptedBackend
+from testtime.budget import Budget
+from testtime.cli import app
+from testtime.eval.policy import fit_policy, simulate
+from testtime.eval.report import build_report
+from testtime.eval.runner import solve
+from testtime.eval.store import ResultStore
+from testtime.strategies import make_strategy
+from testtime.strategies.adaptive import Choice, Policy, PolicyError, load_policy
+from testtime.types import Problem
+
+runner = CliRunner()
+
+
+def records(store: Path) -> list[dict[str, object]]:
+    with ResultStore(store, create=False) as s:
+        return s.records()
+
+
+def test_fit_policy_holds_out_problems_and_spends_more_on_hard_bins(synthetic_store: Path
+                                                                    ) -> None:
+    recs = records(synthetic_store)
+    policy = fit_policy(recs, probe_k=2, bins=3)
+    assert set(policy.train).isdisjoint(policy.heldout) and policy.heldout
+    assert policy.bins >= 2
+    biggest = max(policy.budgets, key=float)
+    row = policy.budgets[biggest]
+    assert row[-1].k > row[0].k, "the hardest predicted bin should get more samples"
+    pts = simulate(policy, recs, policy.heldout, biggest)
+    assert {p.problem for p in pts} == set(policy.heldout)
+    assert all(p.generated_tokens > 0 for p in pts)
+
+
+def test_report_writes_html_pngs_markdown_and_compares_adaptive(synthetic_store: Path,
+                                                                tmp_path: Path) -> None:
+    summary = build_report(records(synthetic_store), tmp_path / "rep")
+    for name in ("report.html", "report.md", "per_problem.csv", "accuracy_tokens.png",
+                 "accuracy_by_difficulty.png", "adaptive_heldout.png"):
+        assert (tmp_path / "rep" / name).stat().st_size > 500, name
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| majority@16 |" in md and "held-out problems" in summary["headline"]
+    assert "adaptive_heldout.png" in (tmp_path / "rep" / "report.html").read_text()
+
+
+def test_cli_fit_policy_then_report_with_it(synthetic_store: Path, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.json"
+    res = runner.invoke(app, ["fit-policy", str(synthetic_store), "--out", str(policy),
+                              "--budgets", "100,400,800"])
+    assert res.exit_code == 0, res.output
+    assert set(json.loads(policy.read_text())["budgets"]) == {"100", "400", "800"}
+    res = runner.invoke(app, ["report", str(synthetic_store), "--out", str(tmp_path / "r"),
+                              "--policy", str(policy)])
+    assert res.exit_code == 0, res.output
+    assert "adaptive@800" in res.output
+    out = tmp_path / "x.parquet"
+    res = runner.invoke(app, ["export", str(synthetic_store), "--out", str(out)])
+    assert res.exit_code == 0 and "80 rows" in res.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["report", "missing.db"], "does not exist"),
+    (["fit-policy", "missing.db"], "does not exist"),
+    (["fit-policy", "STORE", "--budgets", "a,b"], "--budgets"),
+    (["export", "STORE", "--out", "x.txt"], ".csv or .parquet"),
+])
+def test_cli_errors_are_one_line(synthetic_store: Path, args: list[str], message: str) -> None:
+    res = runner.invoke(app, [str(synthetic_store) if a == "STORE" else a for a in args])
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
+
+
+def write_policy(path: Path) -> Path:
+    policy = Policy(probe_k=2, edges=[0.75], temperature=0.8, max_tokens=4,
+                    budgets={"50": [Choice(family="majority", k=2),
+                                    Choice(family="majority", k=4)],
+                             "200": [Choice(family="majority", k=2),
+                                     Choice(family="weighted", k=8)]})
+    policy.save(path)
+    return path
+
+
+def scripted(hard_words: list[str]) -> ScriptedBackend:
+    """Easy problems always say 5; the hard one cycles through answers."""
+    def respond(prompt, i, req):  # type: ignore[no-untyped-def]
+        if "hard" in prompt.messages[-1].content:
+            return f"The answer is {hard_words[i % len(hard_words)]}."
+        return "The answer is 5."
+    return ScriptedBackend(responder=respond)
+
+
+async def test_adaptive_probes_then_spends_by_predicted_bin(tmp_path: Path) -> None:
+    path = write_policy(tmp_path / "p.json")
+    strategy = make_strategy(f"adaptive:policy={path},budget=200")
+    easy = Problem(id="e", question="easy", reference="5")
+    hard = Problem(id="h", question="hard", reference="4")
+    res = await solve(easy, strategy, scripted(["4", "3"]), spec="adaptive")
+    assert len(res.candidates) == 2 and res.extra["predicted_bin"] == 1 and res.answer == "5"
+    res = await solve(hard, strategy, scripted(["4", "3", "4", "9"]), spec="adaptive")
+    assert res.extra["predicted_bin"] == 2 and res.extra["choice"] == "weighted@8"
+    assert len(res.candidates) == 8 and res.usage.generated_tokens == 8 * 4
+    assert res.answer == "4"
+
+
+async def test_adaptive_stays_within_one_budget_including_the_probe(tmp_path: Path) -> None:
+    path = write_policy(tmp_path / "p.json")
+    strategy = make_strategy(f"adaptive:policy={path},budget=200")
+    hard = Problem(id="h", question="hard", reference="4")
+    res = await solve(hard, strategy, scripted(["4", "3"]), budget=Budget(generated_tokens=20))
+    assert res.usage.generated_tokens <= 20 and res.budget_exhausted
+    assert len(res.candidates) == 5  # 2 probe + 3 more fit in 20 tokens of 4 words
+
+
+def test_bad_policy_files_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match="does not exist"):
+        load_policy(str(tmp_path / "none.json"))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(PolicyError, match="not a valid policy"):
+        load_policy(str(bad))
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps({"probe_k": 2, "edges": [0.5], "budgets": {
+        "10": [{"family": "majority", "k": 2}]}}))
+    with pytest.raises(PolicyError, match="one choice per bin"):
+        load_policy(str(short))

@@ -1,0 +1,78 @@
+"""Hypothesis sends malformed and odd requests to a live gateway: never a 5xx, never a crash."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from testtime.backends.scripted import ScriptedBackend
+
+SCALARS = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(
+    max_size=30)
+JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=12)
+ROLES = st.sampled_from(["system", "user", "assistant", "developer", "tool", "robot", ""])
+MODELS = st.sampled_from(["scripted", "single@scripted", "self-consistency:n=2@scripted",
+                          "best-of-n:n=2", "self-consistency:n=0", "beam:width=x", "@", ":",
+                          "single@", "nope", "self-consistency:n=[2", ""]) | st.text(max_size=40)
+MESSAGE = st.fixed_dictionaries({"role": ROLES}, optional={
+    "content": st.text(max_size=40) | JSON | st.lists(st.fixed_dictionaries(
+        {"type": st.sampled_from(["text", "image_url", "x"])},
+        optional={"text": st.text(max_size=20) | JSON}), max_size=3),
+    "name": JSON})
+FIELDS = {"n": JSON | st.integers(0, 6), "max_tokens": JSON | st.integers(-1, 20),
+          "temperature": JSON | st.floats(-1, 3), "stream": JSON | st.booleans(),
+          "stream_options": JSON | st.fixed_dictionaries({"include_usage": JSON}),
+          "seed": JSON | st.integers(-5, 2**64),
+          "testtime": JSON | st.fixed_dictionaries({}, optional={
+              "strategy": MODELS, "details": JSON, "budget": st.text(max_size=30) | JSON,
+              "seed": JSON})}
+CHAT = st.fixed_dictionaries({"model": MODELS | JSON},
+                             optional={"messages": st.lists(MESSAGE, max_size=4) | JSON,
+                                       **FIELDS})
+COMPLETION = st.fixed_dictionaries({"model": MODELS | JSON},
+                                   optional={"prompt": st.text(max_size=40)
+                                             | st.lists(st.text(max_size=10), max_size=6)
+                                             | JSON, **FIELDS})
+RAW = st.binary(max_size=200) | st.text(max_size=200).map(str.encode)
+
+
+def check(resp: httpx.Response) -> None:
+    assert resp.status_code < 500, (resp.status_code, resp.text)
+    if resp.status_code >= 400:
+        assert resp.json()["error"]["message"]
+
+
+def test_fuzzed_requests_never_5xx(serve: Any) -> None:
+    backend = ScriptedBackend(max_n=1_000_000)
+    with serve(backend, max_choices=4, request_budget="tokens=256") as gw, \
+            httpx.Client(base_url=gw.url, timeout=30) as http:
+
+        @settings(max_examples=250, deadline=None,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+        @given(path=st.sampled_from(["/v1/chat/completions", "/v1/completions"]),
+               chat=CHAT, completion=COMPLETION, raw=RAW, mode=st.integers(0, 2))
+        def one(path: str, chat: Any, completion: Any, raw: bytes, mode: int) -> None:
+            if mode == 2:
+                resp = http.post(path, content=raw, headers={"content-type": "application/json"})
+            else:
+                body = chat if path.endswith("chat/completions") else completion
+                if mode == 1:
+                    body = chat if body is completion else completion
+                try:
+                    payload = json.dumps(body).encode()
+                except ValueError:
+                    return
+                resp = http.post(path, content=payload,
+                                 headers={"content-type": "application/json"})
+            check(resp)
+
+        one()
+        assert http.get("/health").json()["status"] == "ok"
+        ok = http.post("/v1/chat/completions", json={
+            "model": "scripted", "messages": [{"role": "user", "content": "hi"}]})
+        assert ok.status_code == 200

@@ -1,0 +1,127 @@
+"""LLM judge (P(yes) and sampled verdicts) and listwise selection, on a scripted judge."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from verifier_helpers import PROBLEM, cand
+
+from testtime.backends.scripted import ScriptedBackend
+from testtime.budget import Ledger
+from testtime.registry import SpecError
+from testtime.strategies.base import Context, make_strategy
+from testtime.types import GenerationRequest, Prompt
+from testtime.verifiers import VerifyContext, make_verifier
+from testtime.verifiers.verdicts import JudgeError
+
+RIGHT = cand("6 * 7 = 42. The answer is 42.", "42")
+WRONG = cand("6 * 7 = 48. The answer is 48.", "48")
+
+
+def _judge_tops(prompt: Prompt, text: str) -> dict[str, float]:
+    """A judge that believes answers of 42: P(yes)=0.9 for them, 0.2 otherwise."""
+    user = prompt.messages[-1].content
+    p_yes = 0.9 if "answer is: 42" in user else 0.2
+    return {"Yes": math.log(p_yes * 0.8), " yes": math.log(p_yes * 0.2),
+            "No": math.log(1 - p_yes), "Maybe": math.log(0.01)}
+
+
+def _judge_text(prompt: Prompt, i: int, req: GenerationRequest) -> str:
+    """Sampled verdicts: 42 gets yes on 3 of 4 samples, others 1 of 4."""
+    good = "answer is: 42" in prompt.messages[-1].content
+    return "Yes." if i < (3 if good else 1) else "No, it is wrong."
+
+
+async def test_judge_scores_p_yes_from_top_logprobs() -> None:
+    backend = ScriptedBackend(responder=_judge_text, top_logprobs=_judge_tops)
+    ledger = Ledger()
+    scores = await make_verifier("judge").score(PROBLEM, [RIGHT, WRONG],
+                                                VerifyContext(backend=backend, ledger=ledger))
+    assert [round(s.value, 6) for s in scores] == [0.9, 0.2]
+    assert all(r.top_logprobs > 0 and r.max_tokens == 1 for r in backend.requests)
+    assert ledger.usage.verifier_calls == 2 and ledger.usage.verifier_tokens > 0
+    assert ledger.usage.generated_tokens == 0
+
+
+async def test_judge_without_logprobs_counts_sampled_yes() -> None:
+    backend = ScriptedBackend(responder=_judge_text)
+    scores = await make_verifier("judge:k=4").score(
+        PROBLEM, [RIGHT, WRONG], VerifyContext(backend=backend))
+    assert [s.value for s in scores] == [0.75, 0.25]
+    assert "3 yes / 1 no" in (scores[0].detail or "")
+
+
+async def test_judge_mode_sample_skips_logprobs() -> None:
+    backend = ScriptedBackend(responder=_judge_text, top_logprobs=_judge_tops)
+    scores = await make_verifier("judge:mode=sample,k=4").score(
+        PROBLEM, [RIGHT], VerifyContext(backend=backend))
+    assert scores[0].value == 0.75
+    assert all(r.top_logprobs == 0 for r in backend.requests)
+
+
+async def test_judge_can_use_its_own_backend() -> None:
+    verifier = make_verifier("judge:backend=[scripted:text=Yes],mode=sample,k=2")
+    policy = ScriptedBackend(responder=lambda p, i, r: "No")
+    scores = await verifier.score(PROBLEM, [WRONG], VerifyContext(backend=policy))
+    assert scores[0].value == 1.0 and policy.requests == []
+
+
+async def test_judge_without_any_backend_is_a_clear_error() -> None:
+    with pytest.raises(JudgeError, match="needs a model"):
+        await make_verifier("judge").score(PROBLEM, [RIGHT], VerifyContext())
+
+
+def test_bad_judge_specs() -> None:
+    with pytest.raises(SpecError, match="mode"):
+        make_verifier("judge:mode=maybe")
+    with pytest.raises(SpecError, match="unknown backend"):
+        make_verifier("judge:backend=[nowhere:x]")
+
+
+async def test_best_of_n_with_judge_picks_the_judged_answer() -> None:
+    texts = ["6 * 7 = 48. The answer is 48.", "6 * 7 = 42. The answer is 42.",
+             "The answer is 48."]
+    samples = iter(texts * 2)
+
+    def respond(prompt: Prompt, i: int, req: GenerationRequest) -> str:
+        if req.top_logprobs or "Proposed solution" in prompt.messages[-1].content:
+            return "Yes"
+        return next(samples)
+
+    backend = ScriptedBackend(responder=respond, top_logprobs=_judge_tops)
+    strategy = make_strategy("best-of-n:n=3,verifier=judge")
+    result = await strategy.run(PROBLEM, Context(backend=backend))
+    assert result.answer == "42"
+    assert result.usage.verifier_calls == 3 and result.usage.calls == 1
+
+
+def _select_tops(prompt: Prompt, text: str) -> dict[str, float]:
+    """A selector that picks whichever position holds the answer 42 (prob 0.7)."""
+    user = prompt.messages[-1].content
+    shown = user.count("Solution ")
+    good = [i for i in range(1, shown + 1)
+            if f"Solution {i}:" in user and "(final answer: 42)" in
+            user.split(f"Solution {i}:")[1].split("Solution ")[0]]
+    out = {}
+    for i in range(1, shown + 1):
+        out[str(i)] = math.log(0.7 if i in good else 0.3 / max(shown - len(good), 1))
+    return out
+
+
+async def test_judge_select_scores_are_pick_probabilities() -> None:
+    backend = ScriptedBackend(responder=lambda p, i, r: "1", top_logprobs=_select_tops)
+    scores = await make_verifier("judge-select:group=2,rounds=2").score(
+        PROBLEM, [WRONG, RIGHT], VerifyContext(backend=backend))
+    assert [round(s.value, 6) for s in scores] == [0.3, 0.7]
+    assert len(backend.requests) == 2
+
+
+async def test_judge_select_samples_picks_without_logprobs_and_never_caches() -> None:
+    backend = ScriptedBackend(responder=lambda p, i, r: "2" if i < 3 else "1")
+    verifier = make_verifier("judge-select:k=4,mode=sample")
+    for _ in range(2):
+        scores = await verifier.score(PROBLEM, [WRONG, RIGHT, WRONG],
+                                      VerifyContext(backend=backend))
+        assert [s.value for s in scores] == [0.25, 0.75, 0.0]
+    assert len(backend.requests) == 2
