@@ -19,7 +19,7 @@ setup: $(BIN)/python
 	$(BIN)/pip install -q -e '.[embedded,serve,eval]'
 
 setup-dev: $(BIN)/python
-	$(BIN)/pip install -q -e '.[embedded,serve,eval,ray,dev,code]'
+	$(BIN)/pip install -q -e '.[embedded,serve,eval,ray,hf,dev,code]'
 
 demo: setup
 	$(BIN)/testtime pull $(MODEL)

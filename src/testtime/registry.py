@@ -79,7 +79,9 @@ def split_spec(spec: str, positional: str | None = None) -> tuple[str, dict[str,
 
 def _split_top(text: str) -> list[str]:
     """Split on commas that are not inside brackets or quotes."""
-    parts, depth, quote, buf = [], 0, "", []
+    parts: list[str] = []
+    buf: list[str] = []
+    depth, quote = 0, ""
     for ch in text:
         if quote:
             quote = "" if ch == quote else quote
@@ -112,7 +114,7 @@ def build(registry: Registry[T], spec: str, **extra: Any) -> T:
     name, options = split_spec(spec)
     cls = registry.get(name)
     try:
-        return cls.model_validate({**options, **extra})  # type: ignore[attr-defined,no-any-return]
+        return cls.model_validate({**options, **extra})  # type: ignore[attr-defined]
     except ValidationError as exc:
         raise SpecError(
             f"invalid {registry.kind} spec {spec!r}: {describe(exc, cls)}") from None

@@ -12,7 +12,7 @@ from testtime.models import ModelError, pull, read_shape, resolve
 
 
 def test_unknown_pack_lists_known_ones() -> None:
-    with pytest.raises(ModelError, match="unknown model pack 'gpt-9'.*smollm2-135m"):
+    with pytest.raises(ModelError, match=r"unknown model pack 'gpt-9'.*smollm2-135m"):
         resolve("gpt-9")
 
 

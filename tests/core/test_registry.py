@@ -29,7 +29,7 @@ def test_malformed_specs(spec: str) -> None:
 def test_strategy_options_are_validated() -> None:
     s = make_strategy("self-consistency:n=16,temperature=0.7")
     assert (s.n, s.temperature) == (16, 0.7)
-    with pytest.raises(SpecError, match="unknown strategy 'nope'; known:.*self-consistency"):
+    with pytest.raises(SpecError, match=r"unknown strategy 'nope'; known:.*self-consistency"):
         make_strategy("nope:n=3")
     with pytest.raises(SpecError, match="n"):
         make_strategy("self-consistency:n=zero")

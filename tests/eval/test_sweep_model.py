@@ -14,6 +14,7 @@ from testtime.eval.sweep import SweepConfig, expand, run_unit
 
 @pytest.mark.model
 @pytest.mark.slow
+@pytest.mark.ci
 async def test_sweep_units_on_smollm(smollm: EmbeddedBackend, tmp_path: Path) -> None:
     cfg = SweepConfig(tasks=[{"spec": "arith:level=1", "limit": 2}],
                       strategies=["self-consistency:n=4,max_tokens=48"],

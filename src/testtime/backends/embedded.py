@@ -177,7 +177,7 @@ class EmbeddedBackend:
 
         task = asyncio.ensure_future(self._call(req.model_copy(update={"n": 1}), 1, on_text))
         task.add_done_callback(
-            lambda t: queue.put_nowait(t.exception() or t.result())  # type: ignore[arg-type]
+            lambda t: queue.put_nowait(t.exception() or t.result())
             if not t.cancelled() else None
         )
         try:

@@ -29,7 +29,7 @@ class BestOfN(StrategySettings):
         scored = await ctx.score(problem, candidates)
         if not scored:
             return ctx.result(problem, None, scored)
-        best = max(range(len(scored)), key=lambda i: (
-            scored[i].has_answer, scored[i].score.value if scored[i].score else 0.0, -i))
+        values = [c.score.value if c.score is not None else 0.0 for c in scored]
+        best = max(range(len(scored)), key=lambda i: (scored[i].has_answer, values[i], -i))
         chosen = scored[best]
         return ctx.result(problem, chosen.answer, scored, text=chosen.text, chosen=best)
