@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
 from testtime.backends.embedded import EmbeddedBackend, SlotGate
+from testtime.strategies.base import Context
 from testtime.types import GenerationRequest, Prompt
 
 pytestmark = pytest.mark.model
@@ -92,25 +94,69 @@ async def test_stream_yields_pieces_then_generation(smollm: EmbeddedBackend) -> 
     assert len(pieces) >= 2
 
 
-def test_slot_gate_is_fifo_and_bounded() -> None:
-    import threading
-
+def test_slot_gate_gives_free_slots_in_fifo_order_and_never_more() -> None:
     gate = SlotGate(4)
-    order: list[int] = []
-    gate.acquire(3)
+    assert gate.acquire(3) == 3
+    assert gate.acquire(4) == 1  # first in line takes what is free now, not what it wants
+    got: list[tuple[str, int]] = []
 
-    def take(i: int, n: int) -> None:
-        gate.acquire(n)
-        order.append(i)
+    def take(name: str, n: int) -> None:
+        got.append((name, gate.acquire(n)))
 
-    threads = [threading.Thread(target=take, args=(i, n)) for i, n in enumerate([4, 1])]
-    for t in threads:
+    waiting = [threading.Thread(target=take, args=args) for args in (("b", 1), ("c", 2))]
+    for t in waiting:
         t.start()
         t.join(0.2)
-    assert order == []  # the 4-slot request waits, and the 1-slot one queues behind it
-    gate.release(3)
-    threads[0].join(5)
-    assert order == [0]
-    gate.release(4)
-    threads[1].join(5)
-    assert order == [0, 1]
+    assert got == [] and gate.free == 0
+    gate.release(2)
+    for t in waiting:
+        t.join(5)
+    assert got == [("b", 1), ("c", 1)]  # c was behind b, and took only the one slot left
+    assert gate.free == 0
+
+
+def test_slot_gate_cancelled_waiter_leaves_the_line() -> None:
+    gate = SlotGate(1)
+    assert gate.acquire(1) == 1
+    cancel = threading.Event()
+    got: list[int] = []
+    first = threading.Thread(target=lambda: got.append(gate.acquire(1, cancel)))
+    first.start()
+    first.join(0.2)
+    second = threading.Thread(target=lambda: got.append(gate.acquire(1)))
+    second.start()
+    second.join(0.2)
+    cancel.set()
+    gate.wake()
+    first.join(5)
+    assert got == [0]
+    gate.release(1)
+    second.join(5)
+    assert got == [0, 1] and gate.free == 0
+
+
+async def test_a_request_divided_over_few_slots_draws_the_same_distinct_samples() -> None:
+    """However many slots are free, sample i is seeded seed + i: no repeats, same samples."""
+    req = GenerationRequest(prompt=Prompt.chat("Name a random animal and a colour."), n=6,
+                            max_tokens=10, temperature=1.2, seed=100)
+    texts = []
+    for slots in (2, 8):
+        backend = EmbeddedBackend(model="smollm2-135m", slots=slots, ctx=256, cache=False)
+        try:
+            gen = await backend.generate(req)
+            assert backend._gate.free == slots
+        finally:
+            await backend.close()
+        texts.append(sorted(c.text for c in gen.completions))
+    assert texts[0] == texts[1]
+    assert len(set(texts[0])) >= 5  # distinct seeds; two may still say the same words
+
+
+async def test_successive_calls_of_one_context_draw_fresh_samples(
+        smollm: EmbeddedBackend) -> None:
+    """Calls of one problem get seeds far apart, so their samples do not repeat each other."""
+    ctx = Context(backend=smollm, seed=7)
+    prompt = Prompt.chat("Name a random animal and a colour.")
+    first = await ctx.sample(prompt, 4, temperature=1.2, max_tokens=10)
+    second = await ctx.sample(prompt, 4, temperature=1.2, max_tokens=10)
+    assert len({c.text for c in first} & {c.text for c in second}) <= 1

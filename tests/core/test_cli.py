@@ -48,7 +48,7 @@ def test_scripted_run_writes_records_and_json_summary(tmp_path: Path) -> None:
         json.dumps({"question": "1+6?", "answer": "#### 7"}) + "\n{broken\n"
         + json.dumps({"question": "3+4?", "answer": "#### 7"}) + "\n"
         + json.dumps({"question": "2+2?", "answer": "#### 4"}) + "\n")
-    out = tmp_path / "records.jsonl"
+    out = tmp_path / "runs" / "new" / "records.jsonl"  # folders that do not exist yet
     proc = tt("run", "--task", str(data), "--strategy", "self-consistency:n=3",
                     "--backend", "scripted:The answer is 7.", "--out", str(out), "--json")
     assert proc.returncode == 0, proc.stderr

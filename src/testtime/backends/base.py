@@ -85,6 +85,16 @@ def make_backend(spec: str) -> Backend:
     return backend
 
 
+def part_request(req: GenerationRequest, offset: int, n: int) -> GenerationRequest:
+    """Samples ``offset .. offset + n - 1`` of ``req`` as a request of their own.
+
+    Engines seed the i-th sample of a call with ``seed + i``, so shifting the seed by the offset
+    gives every part the samples the whole request would have had, and no two parts the same.
+    """
+    seed = None if req.seed is None else req.seed + offset
+    return req.model_copy(update={"n": n, "seed": seed})
+
+
 def join_completions(parts: list[Generation], counted_by: str) -> Generation:
     """Merge the generations of several calls that served one request."""
     completions: list[Completion] = [c for g in parts for c in g.completions]

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -26,6 +27,7 @@ from testtime.backends.base import (
     Capabilities,
     backends,
     join_completions,
+    part_request,
 )
 from testtime.budget import CostModel
 from testtime.models import DEFAULT_MODEL, read_shape, resolve
@@ -43,6 +45,9 @@ class EmbeddedSettings(BackendSettings):
     verbosity: int = Field(default=-1, description="llama.cpp log level; -1 keeps it quiet")
     cache: bool = Field(default=True, description="reuse cached prompt prefixes; off makes "
                         "samples independent of what the engine served before")
+    unified_kv: bool = Field(
+        default=False, description="one KV cache shared by all slots; off gives each slot its "
+        "own, so attention reads only that slot's tokens (faster with many slots in flight)")
 
     positional = "model"
 
@@ -81,12 +86,35 @@ def top_dict(items: Any) -> dict[str, float]:
     return out
 
 
+def engine_params(settings: EmbeddedSettings, path: Path) -> Any:
+    """xllamacpp ``CommonParams`` for a model file with the given settings."""
+    try:
+        import xllamacpp
+    except ImportError as exc:
+        raise BackendError(
+            "the embedded backend needs xllamacpp: pip install 'testtime[embedded]'") from exc
+    p = xllamacpp.CommonParams()
+    p.model.path = str(path)
+    p.n_parallel = settings.slots
+    p.n_ctx = settings.slots * settings.ctx
+    p.kv_unified = settings.unified_kv
+    p.n_batch = settings.batch
+    p.cpuparams.n_threads = settings.threads
+    p.cpuparams_batch.n_threads = settings.threads
+    p.offline = True
+    p.verbosity = settings.verbosity
+    return p
+
+
 class SlotGate:
-    """Admits requests only while their samples fit in the engine's free slots, in FIFO order.
+    """Hands out the engine's free slots to requests in FIFO order, never more than are free.
 
     llama.cpp reserves a slot per sample of an ``n > 1`` request; if several such requests
-    hold part of their slots each, they can wait on each other forever. Admitting a request
-    only when all its samples fit makes that impossible.
+    hold part of their slots each, they can wait on each other forever. A request is therefore
+    only ever given slots that are free now: the first in line takes as many as it needs, or
+    all that are free, and asks again for the rest. Each sample's slot comes back as soon as
+    that sample finishes (llama.cpp frees it then), so the batch stays full while samples of
+    uneven length finish one by one.
     """
 
     def __init__(self, slots: int) -> None:
@@ -94,20 +122,31 @@ class SlotGate:
         self._cond = threading.Condition()
         self._queue: deque[object] = deque()
 
-    def acquire(self, n: int) -> None:
-        """Block until ``n`` slots are free and this request is first in line."""
+    def acquire(self, n: int, cancel: threading.Event | None = None) -> int:
+        """Block until first in line with a slot free, then take up to ``n`` slots.
+
+        Returns how many were taken: at least one, or none once ``cancel`` is set.
+        """
         ticket = object()
         with self._cond:
             self._queue.append(ticket)
-            self._cond.wait_for(lambda: self._queue[0] is ticket and self.free >= n)
-            self._queue.popleft()
-            self.free -= n
+            self._cond.wait_for(lambda: (cancel is not None and cancel.is_set())
+                                or (self._queue[0] is ticket and self.free > 0))
+            self._queue.remove(ticket)
+            taken = 0 if cancel is not None and cancel.is_set() else min(n, self.free)
+            self.free -= taken
             self._cond.notify_all()
+            return taken
 
     def release(self, n: int) -> None:
         """Return ``n`` slots."""
         with self._cond:
             self.free += n
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        """Let waiters re-check their cancel flags."""
+        with self._cond:
             self._cond.notify_all()
 
 
@@ -136,36 +175,44 @@ class EmbeddedBackend:
         with self._start_lock:
             if self._server is not None:
                 return
-            try:
-                import xllamacpp
-            except ImportError as exc:
-                raise BackendError(
-                    "the embedded backend needs xllamacpp: pip install 'testtime[embedded]'"
-                ) from exc
+            import xllamacpp
+
             path = resolve(self.settings.model)
-            s = self.settings
-            p = xllamacpp.CommonParams()
-            p.model.path = str(path)
-            p.n_parallel = s.slots
-            p.n_ctx = s.slots * s.ctx
-            p.kv_unified = True
-            p.n_batch = s.batch
-            p.cpuparams.n_threads = s.threads
-            p.cpuparams_batch.n_threads = s.threads
-            p.offline = True
-            p.verbosity = self.settings.verbosity
+            params = engine_params(self.settings, path)
             self.cost = CostModel(read_shape(path))
-            self._server = xllamacpp.Server(p)
+            self._server = xllamacpp.Server(params)
 
     async def ready(self) -> None:
         """Load the model in a worker thread."""
         await asyncio.get_running_loop().run_in_executor(self._pool, self.start)
 
     async def generate(self, req: GenerationRequest) -> Generation:
-        """Sample ``req.n`` completions, splitting into slot-sized requests run concurrently."""
-        chunks = _split(req.n, self.settings.slots)
-        parts = await asyncio.gather(*(self._call(req, n) for n in chunks))
-        return parts[0] if len(parts) == 1 else join_completions(list(parts), "engine-timings")
+        """Sample ``req.n`` completions in as many engine calls as free slots allow.
+
+        Each call takes the samples that fit in the slots free at that moment; the next call
+        waits for more slots while the earlier ones run. Sample ``i`` is always seeded with
+        ``seed + i``, however the request was divided.
+        """
+        loop = asyncio.get_running_loop()
+        calls: list[asyncio.Task[Generation]] = []
+        try:
+            placed = 0
+            while placed < req.n:
+                admitted: asyncio.Future[int] = loop.create_future()
+                call = asyncio.create_task(
+                    self._call(req, placed, req.n - placed, on_admit=admitted))
+                calls.append(call)
+                waits: set[asyncio.Future[Any]] = {admitted, call}
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                if not admitted.done():
+                    break  # the call failed before it got a slot; gather raises its error
+                placed += admitted.result()
+            parts = list(await asyncio.gather(*calls))
+        except BaseException:
+            for task in calls:
+                task.cancel()
+            raise
+        return parts[0] if len(parts) == 1 else join_completions(parts, "engine-timings")
 
     async def stream(self, req: GenerationRequest) -> AsyncIterator[str | Generation]:
         """Yield text pieces of a single completion as they come, then the Generation."""
@@ -175,7 +222,7 @@ class EmbeddedBackend:
         def on_text(index: int, text: str) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, text)
 
-        task = asyncio.ensure_future(self._call(req.model_copy(update={"n": 1}), 1, on_text))
+        task = asyncio.ensure_future(self._call(req, 0, 1, on_text=on_text))
         task.add_done_callback(
             lambda t: queue.put_nowait(t.exception() or t.result())
             if not t.cancelled() else None
@@ -191,21 +238,39 @@ class EmbeddedBackend:
         finally:
             task.cancel()
 
-    async def _call(self, req: GenerationRequest, n: int,
+    async def _call(self, req: GenerationRequest, offset: int, want: int, *,
+                    on_admit: asyncio.Future[int] | None = None,
                     on_text: Callable[[int, str], None] | None = None) -> Generation:
+        """Samples ``offset ..`` of ``req``: as many of ``want`` as slots are free for."""
         if self._server is None:
             await self.ready()
+        loop = asyncio.get_running_loop()
+
+        def resolve(n: int) -> None:
+            if on_admit is not None and not on_admit.done():
+                on_admit.set_result(n)
+
+        def admitted(n: int) -> None:
+            loop.call_soon_threadsafe(resolve, n)
+
         cancel = threading.Event()
-        fut = asyncio.get_running_loop().run_in_executor(
-            self._pool, self._blocking_call, req, n, cancel, on_text)
+        fut = loop.run_in_executor(self._pool, self._blocking_call, req, offset, want, cancel,
+                                   admitted, on_text)
         try:
             return await asyncio.shield(fut)
         except asyncio.CancelledError:
             cancel.set()
+            self._gate.wake()
             raise
 
-    def _blocking_call(self, req: GenerationRequest, n: int, cancel: threading.Event,
+    def _blocking_call(self, req: GenerationRequest, offset: int, want: int,
+                       cancel: threading.Event, admitted: Callable[[int], None],
                        on_text: Callable[[int, str], None] | None) -> Generation:
+        n = self._gate.acquire(want, cancel)
+        admitted(n)
+        if n == 0:
+            raise asyncio.CancelledError()
+        req = part_request(req, offset, n)
         body = chat_request(req.prompt, req, n)
         body["stream"] = True
         if not self.settings.cache:
@@ -232,18 +297,15 @@ class EmbeddedBackend:
                     logprobs[i].append(float(lp["logprob"]))
                     if req.top_logprobs:
                         tops[i].append(top_dict(lp.get("top_logprobs")))
-                if choice.get("finish_reason"):
+                if choice.get("finish_reason") and i not in finals:
                     finals[i] = (choice["finish_reason"], chunk.get("timings") or {})
+                    self._gate.release(1)
             return cancel.is_set()
 
-        self._gate.acquire(n)
         try:
-            if not cancel.is_set():
-                reply = self._server.handle_chat_completions(body, on_chunk)
-            else:
-                reply = {}
+            reply = {} if cancel.is_set() else self._server.handle_chat_completions(body, on_chunk)
         finally:
-            self._gate.release(n)
+            self._gate.release(n - len(finals))
         if isinstance(reply, dict) and "error" in reply:
             errors.append(reply)
         if errors:
@@ -275,7 +337,3 @@ class EmbeddedBackend:
     async def close(self) -> None:
         """Stop accepting work and free the thread pool (the model is freed with the object)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _split(n: int, size: int) -> list[int]:
-    return [min(size, n - i) for i in range(0, n, size)]

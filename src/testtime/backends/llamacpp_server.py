@@ -25,28 +25,8 @@ from typing import IO, Any, NoReturn
 import httpx
 
 from testtime.backends.base import BackendError
-from testtime.backends.embedded import EmbeddedSettings
+from testtime.backends.embedded import EmbeddedSettings, engine_params
 from testtime.models import resolve
-
-
-def engine_params(settings: EmbeddedSettings, path: Path) -> Any:
-    """xllamacpp ``CommonParams`` for a model file, with the embedded backend's settings."""
-    try:
-        import xllamacpp
-    except ImportError as exc:
-        raise BackendError("llama.cpp's server needs xllamacpp: pip install 'testtime[embedded]'"
-                           ) from exc
-    p = xllamacpp.CommonParams()
-    p.model.path = str(path)
-    p.n_parallel = settings.slots
-    p.n_ctx = settings.slots * settings.ctx
-    p.kv_unified = True
-    p.n_batch = settings.batch
-    p.cpuparams.n_threads = settings.threads
-    p.cpuparams_batch.n_threads = settings.threads
-    p.offline = True
-    p.verbosity = settings.verbosity
-    return p
 
 
 def serve(settings: EmbeddedSettings, host: str = "127.0.0.1", port: int = 8080,

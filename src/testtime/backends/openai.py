@@ -35,6 +35,7 @@ from testtime.backends.base import (
     Capabilities,
     backends,
     join_completions,
+    part_request,
 )
 from testtime.backends.embedded import chat_request, top_dict
 from testtime.budget import CostModel
@@ -141,22 +142,21 @@ class OpenAIBackend:
         if req.n == 1 or self._native_n is False:
             return await self._concurrent(req)
         n_max = self.capabilities.max_n
-        sizes = [min(n_max, req.n - i) for i in range(0, req.n, n_max)]
-        parts = list(await asyncio.gather(*(self._one(req, k) for k in sizes)))
+        parts = list(await asyncio.gather(*(
+            self._one(part_request(req, i, min(n_max, req.n - i)), min(n_max, req.n - i))
+            for i in range(0, req.n, n_max))))
         got = sum(len(p.completions) for p in parts)
         if got < req.n:
             if self._native_n is None:
                 self._native_n = False
-            rest = req.model_copy(update={"n": req.n - got})
-            parts.append(await self._concurrent(rest))
+            parts.append(await self._concurrent(part_request(req, got, req.n - got)))
         elif self._native_n is None:
             self._native_n = True
         return parts[0] if len(parts) == 1 else join_completions(parts, parts[0].counted_by)
 
     async def _concurrent(self, req: GenerationRequest) -> Generation:
-        seeds = [None if req.seed is None else req.seed + i for i in range(req.n)]
-        parts = await asyncio.gather(
-            *(self._one(req.model_copy(update={"seed": s}), 1) for s in seeds))
+        parts = await asyncio.gather(*(self._one(part_request(req, i, 1), 1)
+                                       for i in range(req.n)))
         return parts[0] if len(parts) == 1 else join_completions(list(parts), parts[0].counted_by)
 
     def _body(self, req: GenerationRequest, n: int, model: str) -> tuple[str, dict[str, Any]]:

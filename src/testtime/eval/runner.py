@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -15,15 +14,14 @@ from testtime.backends.base import Backend
 from testtime.budget import Budget
 from testtime.eval.grading import gradable, grade
 from testtime.eval.metrics import mean, pass_at_k
-from testtime.strategies.base import Context, Strategy
+from testtime.strategies.base import Context, Strategy, derive_seed
 from testtime.types import Problem, Result, Usage
 from testtime.verifiers.base import Verifier
 
 
 def problem_seed(seed: int, problem_id: str) -> int:
     """A per-problem seed independent of scheduling order."""
-    digest = hashlib.sha256(f"{seed}:{problem_id}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+    return derive_seed(seed, problem_id)
 
 
 def record(problem: Problem, result: Result) -> dict[str, Any]:
@@ -143,6 +141,8 @@ async def run_problems(problems: Sequence[Problem], strategy: Strategy, backend:
     """Solve problems with bounded concurrency; records are written as each one finishes."""
     gate = asyncio.Semaphore(max(concurrency, 1))
     records: list[dict[str, Any]] = []
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
     sink = out.open("w", encoding="utf-8") if out else None
     if trace_dir:
         trace_dir.mkdir(parents=True, exist_ok=True)

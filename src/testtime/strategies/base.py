@@ -6,6 +6,7 @@ verifier calls) lives in the Context, once, so each strategy file holds only its
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,12 @@ from testtime.types import (
     Score,
 )
 from testtime.verifiers.base import Verifier, VerifyContext, make_verifier
+
+
+def derive_seed(*parts: object) -> int:
+    """A reproducible 31-bit seed hashed from ``parts`` (e.g. a run's seed and a problem id)."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 @dataclass
@@ -54,9 +61,14 @@ class Context:
         return self.ledger.exhausted
 
     def next_seed(self) -> int:
-        """A fresh, reproducible sampling seed for the next call."""
+        """A fresh, reproducible sampling seed for the next call.
+
+        Engines seed the i-th sample of an ``n``-sample call with ``seed + i`` (llama.cpp, and
+        the OpenAI backend's fallback), so consecutive seeds would repeat samples across calls;
+        hashing spreads calls far apart in the seed space instead.
+        """
         self._calls += 1
-        return (self.seed * 1_000_003 + self._calls) % (2**31 - 1)
+        return derive_seed(self.seed, self._calls)
 
     async def generate(self, req: GenerationRequest) -> Generation:
         """Run one budget-checked backend call and record what it cost.
