@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from testtime.backends.scripted import ScriptedBackend
-from testtime.code import CodeProblemError, complete_function, extract_code, grade, split_check
+from testtime.code import (
+    CodeProblemError,
+    complete_function,
+    example_steps,
+    extract_code,
+    grade,
+    split_check,
+)
 from testtime.eval.runner import run_problems, summarise
 from testtime.strategies import make_strategy
 from testtime.tasks import TaskError, make_task
@@ -69,6 +76,52 @@ async def test_tests_verifier_scores_fraction_passed_and_bills_seconds() -> None
     assert ctx.ledger.usage.verifier_tokens == 0
     assert ctx.ledger.usage.verifier_calls == 4
     assert ctx.ledger.usage.verifier_seconds > 0
+
+
+DOC_PROMPT = (
+    'def add(a: int, b: int) -> int:\n'
+    '    """Add two numbers.\n\n'
+    '    >>> add(1, 2)  # small\n'
+    '    3\n'
+    '    >>> x = 5\n'
+    '    >>> add(x, 0) == 5\n'
+    '    >>> str(add(2, 2))\n'
+    "    '4'\n\n"
+    '    add(-1, 5) ➞ 4\n'
+    '    add(n, m) == the sum of n and m\n'
+    '    """\n')
+
+
+def test_example_steps_come_from_the_docstring_only() -> None:
+    steps = example_steps(DOC_PROMPT, "add")
+    assert steps == (("assert (add(1, 2)) == (3)", True), ("x = 5", False),
+                     ("assert add(x, 0) == 5", True), ("assert (str(add(2, 2))) == ('4')", True),
+                     ("assert (add(-1, 5)) == (4)", True))
+    assert example_steps(PROMPT, "add") == (("assert callable(add)", True),)
+    assert example_steps("def add(:\n >>> add(1)\n 1\n", "add") == (
+        ("assert (add(1)) == (1)", True),)
+
+
+async def test_tests_verifier_from_examples_never_reads_the_grading_tests() -> None:
+    hidden_only = Problem(id="toy/1", kind="code", question=DOC_PROMPT,
+                          metadata={"prompt": DOC_PROMPT, "entry_point": "add",
+                                    "test": "def check(candidate):\n    assert False\n"})
+    verifier = make_verifier("tests:source=examples")
+    scores = await verifier.score(hidden_only, [cand(RIGHT), cand(HALF), cand(WRONG)],
+                                  VerifyContext())
+    assert [round(s.value, 3) for s in scores] == [1.0, 0.75, 0.25]
+    assert not grade(hidden_only, RIGHT)
+
+
+def test_humaneval_canonical_solutions_pass_their_docstring_examples() -> None:
+    from testtime.code import run_candidate
+
+    problems = make_task("humaneval").problems(limit=12)
+    assert sum(example_steps(p.metadata["prompt"], p.metadata["entry_point"])[-1][0]
+               != f"assert callable({p.metadata['entry_point']})"
+               for p in problems) >= 10
+    for p in problems:
+        assert run_candidate(p, p.reference or "", examples=True).all_passed, p.id
 
 
 def test_grade_requires_all_tests() -> None:

@@ -125,3 +125,40 @@ async def test_judge_select_samples_picks_without_logprobs_and_never_caches() ->
                                       VerifyContext(backend=backend))
         assert [s.value for s in scores] == [0.25, 0.75, 0.0]
     assert len(backend.requests) == 2
+
+
+def _checking_judge(prompt: Prompt, i: int, req: GenerationRequest) -> str:
+    """A judge that recomputes 6 * 7 and says whether the proposed answer matches."""
+    good = "answer is: 42" in prompt.messages[-1].content
+    if req.max_tokens == 1:
+        return "Yes" if good else "No"
+    return f"6 * 7 = 42.\nVerdict: {'Yes' if good else 'No'}"
+
+
+def _checked_tops(prompt: Prompt, text: str) -> dict[str, float]:
+    """P(yes) 0.95 after working that agrees with the proposed answer, 0.1 otherwise."""
+    assert prompt.prefix.endswith("\nVerdict:") and "6 * 7 = 42." in prompt.prefix
+    p_yes = 0.95 if "answer is: 42" in prompt.messages[-1].content else 0.1
+    return {" Yes": math.log(p_yes), " No": math.log(1 - p_yes)}
+
+
+async def test_judge_thinks_before_its_verdict_and_reads_p_yes_after_its_working() -> None:
+    backend = ScriptedBackend(responder=_checking_judge, top_logprobs=_checked_tops)
+    ledger = Ledger()
+    scores = await make_verifier("judge:think=64").score(
+        PROBLEM, [RIGHT, WRONG], VerifyContext(backend=backend, ledger=ledger))
+    assert [round(s.value, 6) for s in scores] == [0.95, 0.1]
+    working = [r for r in backend.requests if r.max_tokens == 64]
+    verdicts = [r for r in backend.requests if r.max_tokens == 1]
+    assert len(working) == len(verdicts) == 2
+    assert all(r.stop == ("Verdict",) and r.temperature == 0 for r in working)
+    assert all("solve the problem yourself" in r.prompt.messages[-1].content for r in working)
+    assert ledger.usage.verifier_calls == 4 and ledger.usage.generated_tokens == 0
+
+
+async def test_judge_thinking_without_logprobs_counts_sampled_verdict_lines() -> None:
+    backend = ScriptedBackend(responder=_checking_judge)
+    scores = await make_verifier("judge:think=64,k=3,mode=sample").score(
+        PROBLEM, [RIGHT, WRONG], VerifyContext(backend=backend))
+    assert [s.value for s in scores] == [1.0, 0.0]
+    assert all(r.max_tokens == 72 and r.n == 3 for r in backend.requests)

@@ -175,10 +175,9 @@ class EmbeddedBackend:
         with self._start_lock:
             if self._server is not None:
                 return
-            import xllamacpp
-
             path = resolve(self.settings.model)
             params = engine_params(self.settings, path)
+            import xllamacpp
             self.cost = CostModel(read_shape(path))
             self._server = xllamacpp.Server(params)
 

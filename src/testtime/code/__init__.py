@@ -1,7 +1,13 @@
 """Running candidate code against tests in a sandbox, and grading code problems."""
 
 from testtime.code.extract import complete_function, extract_code
-from testtime.code.problems import CodeProblemError, grade, run_candidate, split_check
+from testtime.code.problems import (
+    CodeProblemError,
+    example_steps,
+    grade,
+    run_candidate,
+    split_check,
+)
 from testtime.code.sandbox import Limits, RunResult, SandboxError, run_tests
 
 __all__ = [
@@ -10,6 +16,7 @@ __all__ = [
     "RunResult",
     "SandboxError",
     "complete_function",
+    "example_steps",
     "extract_code",
     "grade",
     "run_candidate",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import doctest
 import functools
+import re
 
 from testtime.code.extract import complete_function
 from testtime.code.sandbox import Limits, Mode, RunResult, run_tests
@@ -53,6 +55,90 @@ def split_check(test: str, entry_point: str) -> tuple[tuple[str, bool], ...]:
     return (*steps, (f"{check.args.args[0].arg} = {entry_point}", False), *body)
 
 
+def _expression(source: str) -> str | None:
+    """``source`` as one normalised expression (comments dropped), or None if it is not one."""
+    try:
+        return ast.unparse(ast.parse(source, mode="eval"))
+    except SyntaxError:
+        return None
+
+
+def _literal(source: str) -> bool:
+    try:
+        ast.literal_eval(source.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def _literal_call(source: str) -> bool:
+    """Whether ``source`` is a call whose arguments are all literals (prose has free names)."""
+    try:
+        node = ast.parse(source, mode="eval").body
+    except SyntaxError:
+        return False
+    return isinstance(node, ast.Call) and all(
+        _literal(ast.unparse(a)) for a in [*node.args, *(k.value for k in node.keywords)])
+
+
+def _silent_example(source: str) -> list[tuple[str, bool]]:
+    """An example without output: a comparison is a test, a statement is setup, else nothing."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    if len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr):
+        expr = tree.body[0].value
+        return [(f"assert {ast.unparse(expr)}", True)] if isinstance(expr, ast.Compare) else []
+    return [(ast.unparse(tree), False)]
+
+
+def _docstring(prompt: str, entry_point: str) -> str:
+    try:
+        tree = ast.parse(prompt)
+    except SyntaxError:
+        return prompt
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == entry_point:
+            return ast.get_docstring(node) or ""
+    return prompt
+
+
+@functools.lru_cache(maxsize=1024)
+def example_steps(prompt: str, entry_point: str) -> tuple[tuple[str, bool], ...]:
+    """Tests from the examples in the entry point's docstring: one test per example.
+
+    These are what a user can see, unlike the grading tests. Examples are doctest's ``>>>``
+    lines and lines like ``f(x) == y`` or ``f(x) ➞ y`` with literal arguments and output. An
+    output that is a Python expression is compared by value (``f(x) == [1, 2]``), any other by
+    its ``repr``; an example without output is a test if it is a comparison, setup if it is a
+    statement. A prompt without usable examples gets one test: the program defines the entry
+    point. Docstrings can be wrong (HumanEval/47, 116 and 148 are): the verifier trusts them.
+    """
+    doc = _docstring(prompt, entry_point)
+    steps: list[tuple[str, bool]] = []
+    try:
+        examples = doctest.DocTestParser().get_examples(doc)
+    except ValueError:  # a docstring doctest cannot parse: no usable examples
+        examples = []
+    for ex in examples:
+        call, want = _expression(ex.source), ex.want.strip()
+        if not want:
+            steps.extend(_silent_example(ex.source))
+        elif call is not None and (value := _expression(want)) is not None:
+            steps.append((f"assert ({call}) == ({value})", True))
+        elif call is not None:
+            steps.append((f"assert repr({call}) == {want!r}", True))
+    arrow = re.compile(rf"^\s*({re.escape(entry_point)}\(.*\))\s*(?:==>|==|=>|➞|->)\s*(.+?)\.?$")
+    for line in doc.splitlines():
+        m = arrow.match(line)
+        if m and _literal_call(m[1]) and _literal(m[2]):
+            steps.append((f"assert ({_expression(m[1])}) == ({_expression(m[2])})", True))
+    if not any(is_test for _, is_test in steps):
+        steps.append((f"assert callable({entry_point})", True))
+    return tuple(steps)
+
+
 def program_for(problem: Problem, text: str) -> str:
     """The program a candidate's text stands for: the prompt completed by its code."""
     prompt, _, entry_point = _meta(problem)
@@ -66,15 +152,16 @@ def _run_cached(program: str, steps: tuple[tuple[str, bool], ...], limits: Limit
 
 
 def run_candidate(problem: Problem, text: str, limits: Limits | None = None,
-                  mode: Mode = "auto") -> RunResult:
+                  mode: Mode = "auto", *, examples: bool = False) -> RunResult:
     """Run a candidate's completed program against the problem's tests, split into steps.
 
-    Results are cached by (program, tests, limits), so a verifier's run and the grader's
-    agree and the same code is not run twice.
+    With ``examples`` the tests are the prompt's docstring examples instead of the grading
+    tests. Results are cached by (program, tests, limits), so a verifier's run and the
+    grader's agree and the same code is not run twice.
     """
-    _, test, entry_point = _meta(problem)
-    return _run_cached(program_for(problem, text), split_check(test, entry_point),
-                       limits or Limits(), mode)
+    prompt, test, entry_point = _meta(problem)
+    steps = example_steps(prompt, entry_point) if examples else split_check(test, entry_point)
+    return _run_cached(program_for(problem, text), steps, limits or Limits(), mode)
 
 
 def grade(problem: Problem, text: str | None) -> bool:

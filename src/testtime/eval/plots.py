@@ -72,7 +72,7 @@ def draw_curves(ax: Any, stats: Sequence[ConfigStats], cost: str, *, label_runs:
         pf = pareto(real, cost)
         if pf:
             ax.step([s.mean[cost] for s in pf], [s.accuracy for s in pf], where="post",
-                    color="black", linewidth=1, alpha=0.5, label="Pareto front")
+                    color="black", linewidth=2.5, alpha=0.3, zorder=0, label="Pareto front")
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_formatter(_ticks())
     ax.margins(x=0.08)
@@ -81,13 +81,13 @@ def draw_curves(ax: Any, stats: Sequence[ConfigStats], cost: str, *, label_runs:
     ax.set_ylabel("accuracy (95% bootstrap CI)")
     ax.grid(True, which="both", alpha=0.3)
     if legend:
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
 def accuracy_figure(stats: Sequence[ConfigStats], cost: str, title: str, path: Path) -> Path:
     """One accuracy-against-compute figure."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(9, 6))
+    fig, ax = plt.subplots(figsize=(11.5, 6))
     draw_curves(ax, stats, cost)
     ax.set_title(title)
     fig.tight_layout()
@@ -104,11 +104,13 @@ def difficulty_figure(by_bin: Mapping[int, Sequence[ConfigStats]], path: Path, *
     fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.8), sharey=True, squeeze=False)
     for ax, (b, stats) in zip(axes[0], sorted(by_bin.items()), strict=True):
         draw_curves(ax, stats, "generated_tokens", label_runs=False, front=False,
-                    legend=b == min(by_bin))
+                    legend=False)
         ax.set_title(f"bin {b}: {edges.get(b, '')}")
         ax.set_xlabel("generated tokens (log)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
     fig.suptitle("Accuracy against generated tokens per oracle difficulty bin (1 = easiest)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from typing import Literal
 
@@ -18,6 +19,13 @@ JUDGE_TEMPLATE = (
     "The proposed final answer is: {answer}\n\n"
     "Is this final answer correct? Reply with only Yes or No."
 )
+CHECK_TEMPLATE = (
+    "Problem:\n{question}\n\nProposed solution:\n{solution}\n\n"
+    "The proposed final answer is: {answer}\n\n"
+    "Check it: solve the problem yourself step by step, then compare your result with the "
+    "proposed final answer. End with one line: Verdict: Yes or Verdict: No."
+)
+VERDICT = re.compile(r"verdict\W*(yes|no)\b", re.IGNORECASE)
 
 
 @verifiers.register("judge")
@@ -25,8 +33,11 @@ class JudgeVerifier(VerifierSettings):
     """A generative verifier: P(yes) from the first verdict token's top logprobs.
 
     Where the backend gives no logprobs (or ``mode=sample``), the score is the share of *yes*
-    among ``k`` sampled verdicts. The judge is the policy's backend unless ``backend=SPEC``
-    names another (e.g. ``judge:backend=[openai:http://host/v1,model=big]``).
+    among ``k`` sampled verdicts. With ``think=T`` the judge first checks the solution in up
+    to T tokens of its own working (a chain-of-thought verifier, as in generative reward
+    models), then gives the verdict, read the same two ways. The judge is the policy's
+    backend unless ``backend=SPEC`` names another
+    (e.g. ``judge:backend=[openai:http://host/v1,model=big]``).
     """
 
     backend: str | None = Field(default=None, description="judge backend spec; default: policy")
@@ -35,6 +46,8 @@ class JudgeVerifier(VerifierSettings):
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     top: int = Field(default=10, ge=2, le=20, description="top logprobs to read")
     max_chars: int = Field(default=4000, ge=100, description="solution text shown, from the end")
+    think: int = Field(default=0, ge=0, le=8192,
+                       description="tokens the judge may spend checking before its verdict")
     _judge: JudgeBackend | None = PrivateAttr(default=None)
 
     def model_post_init(self, __context: object) -> None:
@@ -44,8 +57,9 @@ class JudgeVerifier(VerifierSettings):
     def prompt(self, problem: Problem, candidate: Candidate) -> Prompt:
         """The judge's prompt for one candidate."""
         text = candidate.text[-self.max_chars:]
-        user = JUDGE_TEMPLATE.format(question=problem.question, solution=text,
-                                     answer=candidate.answer or "(none given)")
+        template = CHECK_TEMPLATE if self.think else JUDGE_TEMPLATE
+        user = template.format(question=problem.question, solution=text,
+                               answer=candidate.answer or "(none given)")
         return Prompt.chat(user, system=JUDGE_SYSTEM)
 
     async def score(self, problem: Problem, candidates: Sequence[Candidate],
@@ -59,6 +73,12 @@ class JudgeVerifier(VerifierSettings):
         use_logprobs = self.mode == "logprobs" or (
             self.mode == "auto" and self._judge.get(ctx).capabilities.logprobs)
         if use_logprobs:
+            if self.think:
+                working = await self._judge.ask(ctx, GenerationRequest(
+                    prompt=prompt, n=1, max_tokens=self.think, temperature=0.0,
+                    stop=("Verdict",)))
+                text = working.completions[0].text if working.completions else ""
+                prompt = prompt.extend(text.rstrip() + "\nVerdict:")
             gen = await self._judge.ask(ctx, GenerationRequest(
                 prompt=prompt, n=1, max_tokens=1, temperature=0.0, top_logprobs=self.top))
             tops = gen.completions[0].top_logprobs if gen.completions else None
@@ -71,9 +91,16 @@ class JudgeVerifier(VerifierSettings):
             if self.mode == "logprobs":
                 return Score(value=0.5, detail="no yes/no among the judge's top tokens")
         gen = await self._judge.ask(ctx, GenerationRequest(
-            prompt=prompt, n=self.k, max_tokens=4, temperature=self.temperature))
-        words = [first_word(x.text) for x in gen.completions]
+            prompt=prompt, n=self.k, max_tokens=self.think + 8 if self.think else 4,
+            temperature=self.temperature))
+        words = [verdict(x.text) if self.think else first_word(x.text) for x in gen.completions]
         yes, no = words.count("yes"), words.count("no")
         if yes + no == 0:
             return Score(value=0.5, detail=f"no verdict in {len(words)} samples")
         return Score(value=yes / (yes + no), detail=f"{yes} yes / {no} no of {len(words)}")
+
+
+def verdict(text: str) -> str:
+    """The last ``Verdict: Yes/No`` of a judge's working, lower-cased ('' when there is none)."""
+    found = VERDICT.findall(text)
+    return found[-1].lower() if found else ""

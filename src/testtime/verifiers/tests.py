@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Sequence
+from typing import Literal
 
 from pydantic import Field
 
@@ -18,6 +19,9 @@ from testtime.verifiers.base import VerifierSettings, VerifyContext, verifiers
 class TestsVerifier(VerifierSettings):
     """The fraction of the problem's tests a candidate passes; 0 when its code does not load.
 
+    ``source=hidden`` runs the problem's own tests, the ones grading uses: right when a user
+    has a test suite, and then best-of-n reaches pass@n. ``source=examples`` runs only the
+    ``>>>`` examples of the prompt's docstring, what a user without a suite can see.
     Bills no tokens: one verifier call per candidate and the sandbox's seconds.
     """
 
@@ -26,6 +30,8 @@ class TestsVerifier(VerifierSettings):
     memory_mb: int = Field(default=1024, ge=64, le=65536)
     parallel: int = Field(default=0, ge=0, le=256, description="runs at once; 0: CPU count")
     sandbox: Mode = "auto"
+    source: Literal["hidden", "examples"] = Field(
+        default="hidden", description="the problem's tests, or its docstring examples")
 
     async def score(self, problem: Problem, candidates: Sequence[Candidate],
                     ctx: VerifyContext) -> list[Score]:
@@ -37,7 +43,7 @@ class TestsVerifier(VerifierSettings):
         async def one(c: Candidate) -> RunResult:
             async with gate:
                 return await asyncio.to_thread(run_candidate, problem, c.text, limits,
-                                               self.sandbox)
+                                               self.sandbox, examples=self.source == "examples")
 
         runs = await asyncio.gather(*(one(c) for c in candidates))
         ctx.ledger.add(Usage(verifier_calls=len(runs),
