@@ -162,3 +162,12 @@ async def test_judge_thinking_without_logprobs_counts_sampled_verdict_lines() ->
         PROBLEM, [RIGHT, WRONG], VerifyContext(backend=backend))
     assert [s.value for s in scores] == [1.0, 0.0]
     assert all(r.max_tokens == 72 and r.n == 3 for r in backend.requests)
+
+
+async def test_judge_thinking_falls_back_to_sampling_on_the_question_itself() -> None:
+    backend = ScriptedBackend(responder=_checking_judge)  # logprobs, but no top logprobs
+    scores = await make_verifier("judge:think=64,k=3").score(
+        PROBLEM, [RIGHT, WRONG], VerifyContext(backend=backend))
+    assert [s.value for s in scores] == [1.0, 0.0]
+    sampled = [r for r in backend.requests if r.n == 3]
+    assert len(sampled) == 2 and all(r.prompt.prefix == "" for r in sampled)

@@ -73,14 +73,15 @@ class JudgeVerifier(VerifierSettings):
         use_logprobs = self.mode == "logprobs" or (
             self.mode == "auto" and self._judge.get(ctx).capabilities.logprobs)
         if use_logprobs:
+            asked = prompt
             if self.think:
                 working = await self._judge.ask(ctx, GenerationRequest(
                     prompt=prompt, n=1, max_tokens=self.think, temperature=0.0,
                     stop=("Verdict",)))
                 text = working.completions[0].text if working.completions else ""
-                prompt = prompt.extend(text.rstrip() + "\nVerdict:")
+                asked = prompt.extend(text.rstrip() + "\nVerdict:")
             gen = await self._judge.ask(ctx, GenerationRequest(
-                prompt=prompt, n=1, max_tokens=1, temperature=0.0, top_logprobs=self.top))
+                prompt=asked, n=1, max_tokens=1, temperature=0.0, top_logprobs=self.top))
             tops = gen.completions[0].top_logprobs if gen.completions else None
             if tops:
                 mass = label_mass(tops[0], ("yes", "no"))
