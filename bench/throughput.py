@@ -88,9 +88,10 @@ def natural_throughput(backend: EmbeddedBackend, problems: list[Problem], inflig
     work = itertools.count()
     deadline = time.monotonic() + seconds
     counts = [0] * inflight
+    errors: list[Any] = []
 
     def loop(worker: int) -> None:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not errors:
             i = next(work)
             problem = problems[i % len(problems)]
             req = GenerationRequest(prompt=problem.prompt(), max_tokens=max_tokens,
@@ -98,12 +99,17 @@ def natural_throughput(backend: EmbeddedBackend, problems: list[Problem], inflig
             body = {**chat_request(req.prompt, req, 1), "stream": True}
 
             def on_chunk(chunk: Any) -> bool:
-                for c in chunk.get("choices", ()) if isinstance(chunk, dict) else ():
+                if not isinstance(chunk, dict) or "error" in chunk:
+                    errors.append(chunk)
+                    return True
+                for c in chunk.get("choices", ()):
                     if (c.get("delta") or {}).get("content") and time.monotonic() < deadline:
                         counts[worker] += 1
                 return time.monotonic() >= deadline
 
-            backend._server.handle_chat_completions(body, on_chunk)
+            reply = backend._server.handle_chat_completions(body, on_chunk)
+            if isinstance(reply, dict) and "error" in reply:
+                errors.append(reply)
 
     started = time.monotonic()
     threads = [threading.Thread(target=loop, args=(w,)) for w in range(inflight)]
@@ -111,6 +117,8 @@ def natural_throughput(backend: EmbeddedBackend, problems: list[Problem], inflig
         t.start()
     for t in threads:
         t.join()
+    if errors:
+        raise RuntimeError(f"engine error: {errors[0]}")
     elapsed = min(time.monotonic(), deadline) - started
     return sum(counts) / elapsed, sum(counts), elapsed
 

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.model
 
 
 async def test_self_consistency_on_qwen05(qwen05: EmbeddedBackend) -> None:
-    problems = make_task("arith:level=1").problems(limit=4, seed=1)
+    problems = make_task("arith:level=2").problems(limit=4, seed=1)
     spec = "self-consistency:n=4,max_tokens=200"
     records, seconds = await run_problems(problems, make_strategy(spec), qwen05, spec=spec,
                                           seed=0, concurrency=4)
