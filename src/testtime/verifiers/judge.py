@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Sequence
 from typing import Literal
 
@@ -11,7 +10,7 @@ from pydantic import Field, PrivateAttr
 
 from testtime.types import Candidate, GenerationRequest, Problem, Prompt, Score
 from testtime.verifiers.base import VerifierSettings, VerifyContext, verifiers
-from testtime.verifiers.verdicts import JudgeBackend, first_word, label_mass
+from testtime.verifiers.verdicts import JudgeBackend, first_word, label_mass, verdict
 
 JUDGE_SYSTEM = "You are a strict grader. You check solutions carefully and answer Yes or No."
 JUDGE_TEMPLATE = (
@@ -25,7 +24,6 @@ CHECK_TEMPLATE = (
     "Check it: solve the problem yourself step by step, then compare your result with the "
     "proposed final answer. End with one line: Verdict: Yes or Verdict: No."
 )
-VERDICT = re.compile(r"verdict\W*(yes|no)\b", re.IGNORECASE)
 
 
 @verifiers.register("judge")
@@ -100,8 +98,3 @@ class JudgeVerifier(VerifierSettings):
             return Score(value=0.5, detail=f"no verdict in {len(words)} samples")
         return Score(value=yes / (yes + no), detail=f"{yes} yes / {no} no of {len(words)}")
 
-
-def verdict(text: str) -> str:
-    """The last ``Verdict: Yes/No`` of a judge's working, lower-cased ('' when there is none)."""
-    found = VERDICT.findall(text)
-    return found[-1].lower() if found else ""

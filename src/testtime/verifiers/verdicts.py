@@ -11,6 +11,7 @@ from testtime.types import Generation, GenerationRequest
 from testtime.verifiers.base import VerifyContext
 
 _WORD = re.compile(r"[A-Za-z0-9]+")
+_VERDICT = re.compile(r"verdict\W*(yes|no)\b", re.IGNORECASE)
 
 
 class JudgeError(ValueError):
@@ -43,6 +44,12 @@ def first_word(text: str) -> str:
     """The first alphanumeric word of ``text``, lower-cased ('' when there is none)."""
     m = _WORD.search(text)
     return m.group(0).lower() if m else ""
+
+
+def verdict(text: str) -> str:
+    """The last ``Verdict: Yes/No`` of a judge's working, lower-cased ('' when there is none)."""
+    found = _VERDICT.findall(text)
+    return found[-1].lower() if found else ""
 
 
 def label_mass(top: Mapping[str, float], labels: Iterable[str]) -> dict[str, float]:
