@@ -216,6 +216,7 @@ class Ledger:
             verifier_tokens=tokens if verifier else 0,
             calls=0 if verifier else 1,
             verifier_calls=1 if verifier else 0,
+            verifier_seconds=gen.seconds if verifier else 0.0,
             flops=flops,
             memory_bytes=traffic,
             counted_by=(gen.counted_by,),

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -30,7 +31,7 @@ USER_ERRORS = (SpecError, ModelError, TaskError, BackendError, ValueError, OSErr
 
 def fail(message: str, code: int = 2) -> None:
     """Print a one-line error and exit non-zero (no traceback for user errors)."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -64,7 +65,7 @@ def run(
     except USER_ERRORS as exc:
         fail(str(exc))
     for skipped in the_task.report.skipped:
-        err.print(f"[yellow]skipped[/] {skipped}", highlight=False)
+        err.print(f"[yellow]skipped[/] {escape(str(skipped))}", highlight=False)
     if not problems:
         fail(f"task {task!r} has no problems")
     try:
@@ -83,7 +84,7 @@ def run(
     errors = [r for r in records if r.get("error")]
     if errors:
         err.print(f"[red]{len(errors)} of {len(records)} problems failed[/]; first: "
-                  f"{errors[0]['error']}", highlight=False)
+                  f"{escape(str(errors[0]['error']))}", highlight=False)
         raise typer.Exit(1)
 
 
@@ -114,7 +115,7 @@ def _fmt(x: float | None) -> str:
 
 
 def _print_summary(s: RunSummary, out: Path | None) -> None:
-    table = Table(title=f"{s.strategy} on {s.task} ({s.problems} problems) · {s.backend}")
+    table = Table(title=escape(f"{s.strategy} on {s.task} ({s.problems} problems) · {s.backend}"))
     for col in ("metric", "value"):
         table.add_column(col)
     u = s.usage
@@ -136,7 +137,7 @@ def _print_summary(s: RunSummary, out: Path | None) -> None:
         table.add_row(k, v)
     err.print(table)
     if out:
-        err.print(f"records: {out}")
+        err.print(f"records: {escape(str(out))}")
 
 
 @app.command("pull")

@@ -35,11 +35,15 @@ def assert_clean_error(proc: subprocess.CompletedProcess[str], pattern: str) -> 
         (["--task", "missing.jsonl"], "does not exist"),
         (["--budget", "tokens=lots"], "budget"),
         (["--backend", "openai:http://127.0.0.1:9/v1,retries=0"], "cannot reach"),
+        (["--strategy", "best-of-n:n=2,verifier=[judge:backend=[nowhere:x]]"],
+         "'judge:backend=[nowhere:x]'"),
     ],
 )
 def test_bad_input_is_a_clear_error(args: list[str], message: str) -> None:
     base = ["run", "--limit", "2", "--backend", "scripted:The answer is 1."]
-    assert_clean_error(tt(*base, *args), message)
+    proc = tt(*base, *args)
+    assert_clean_error(proc, message)
+    assert proc.returncode == 2 and "problems failed" not in proc.stderr
 
 
 def test_scripted_run_writes_records_and_json_summary(tmp_path: Path) -> None:

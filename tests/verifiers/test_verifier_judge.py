@@ -171,3 +171,76 @@ async def test_judge_thinking_falls_back_to_sampling_on_the_question_itself() ->
     assert [s.value for s in scores] == [1.0, 0.0]
     sampled = [r for r in backend.requests if r.n == 3]
     assert len(sampled) == 2 and all(r.prompt.prefix == "" for r in sampled)
+
+
+def _solving_judge(prompt: Prompt, i: int, req: GenerationRequest) -> str:
+    """A judge that solves 6 * 7 when shown the bare problem (and says Yes to anything else)."""
+    if "Proposed solution" in prompt.messages[-1].content:
+        return "Yes"
+    return "6 * 7 = 42. The answer is \\boxed{42}."
+
+
+def _agreement_tops(prompt: Prompt, text: str) -> dict[str, float]:
+    """P(yes) 0.9 when the reference and proposed final answers are both 42, else 0.1."""
+    agree = ("The reference final answer is: 42\nThe proposed final answer is: 42"
+             in prompt.messages[-1].content)
+    return {"Yes": math.log(0.9 if agree else 0.1), "No": math.log(0.1 if agree else 0.9)}
+
+
+async def test_judge_grades_against_its_own_solution_made_once_per_problem() -> None:
+    backend = ScriptedBackend(responder=_solving_judge, top_logprobs=_agreement_tops)
+    ledger = Ledger()
+    judge = make_verifier("judge:solve=64")
+    ctx = VerifyContext(backend=backend, ledger=ledger)
+    scores = await judge.score(PROBLEM, [RIGHT, WRONG], ctx)
+    assert [round(s.value, 6) for s in scores] == [0.9, 0.1]
+    again = await judge.score(PROBLEM, [WRONG.model_copy(update={"text": "It is 48."})], ctx)
+    assert round(again[0].value, 6) == 0.1
+    solves = [r for r in backend.requests if r.max_tokens == 64]
+    assert len(solves) == 1 and solves[0].temperature == 0
+    assert solves[0].prompt == PROBLEM.prompt()
+    graded = [r.prompt.messages[-1].content for r in backend.requests if r.max_tokens == 1]
+    assert len(graded) == 3
+    assert all("Reference solution:\n6 * 7 = 42." in text for text in graded)
+    assert all(text.endswith("equal the reference final answer? Reply with only Yes or No.")
+               for text in graded)
+    assert ledger.usage.verifier_calls == 4 and ledger.usage.generated_tokens == 0
+
+
+async def test_judge_reference_without_a_final_answer_shows_only_the_working() -> None:
+    backend = ScriptedBackend(responder=lambda p, i, r: "I cannot tell" if r.max_tokens > 1
+                              else "Yes", top_logprobs=_agreement_tops)
+    scores = await make_verifier("judge:solve=16").score(
+        PROBLEM, [RIGHT], VerifyContext(backend=backend))
+    graded = backend.requests[-1].prompt.messages[-1].content
+    assert "Reference solution:\nI cannot tell" in graded
+    assert "reference final answer is" not in graded and round(scores[0].value, 6) == 0.1
+
+
+async def test_judge_thinking_against_a_reference_compares_before_its_verdict() -> None:
+    def respond(prompt: Prompt, i: int, req: GenerationRequest) -> str:
+        if "Proposed solution" not in prompt.messages[-1].content:
+            return "The answer is \\boxed{42}."
+        return "Both say 42.\nVerdict: Yes" if req.n == 1 else "No"
+
+    backend = ScriptedBackend(responder=respond, top_logprobs=_agreement_tops)
+    scores = await make_verifier("judge:solve=32,think=64").score(
+        PROBLEM, [RIGHT, WRONG], VerifyContext(backend=backend))
+    assert [round(s.value, 6) for s in scores] == [0.9, 0.1]
+    working = [r for r in backend.requests if r.max_tokens == 64]
+    assert len(working) == 2 and all(
+        "Compare the proposed solution with the reference solution step by step"
+        in r.prompt.messages[-1].content for r in working)
+
+
+async def test_judge_keeps_a_bounded_number_of_its_own_solutions(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("testtime.verifiers.judge.KEPT_REFERENCES", 2)
+    backend = ScriptedBackend(responder=_solving_judge, top_logprobs=_agreement_tops)
+    judge = make_verifier("judge:solve=8")
+    problems = [PROBLEM.model_copy(update={"id": f"p{i}"}) for i in range(3)]
+    for problem in problems:
+        await judge.score(problem, [RIGHT], VerifyContext(backend=backend))
+    for problem in (problems[2], problems[0]):  # the newest is kept, the oldest solved again
+        await judge.score(problem, [WRONG], VerifyContext(backend=backend))
+    assert sum(r.max_tokens == 8 for r in backend.requests) == 4

@@ -40,6 +40,21 @@ async def test_judge_scores_by_p_yes_and_caches(smollm: EmbeddedBackend) -> None
     assert ledger.usage.verifier_calls == calls
 
 
+async def test_judge_solves_once_then_grades_against_its_reference(smollm: EmbeddedBackend
+                                                                   ) -> None:
+    judge = make_verifier("judge:solve=48")
+    ledger = Ledger()
+    ctx = VerifyContext(backend=smollm, ledger=ledger)
+    cands = [cand("12 + 30 = 42. The answer is 42.", "42"),
+             cand("12 + 30 = 52. The answer is 52.", "52")]
+    scores = await judge.score(PROBLEM, cands, ctx)
+    assert all(0.0 < s.value < 1.0 and (s.detail or "").startswith("P(yes)") for s in scores)
+    assert ledger.usage.verifier_calls == 3 and ledger.usage.generated_tokens == 0
+    assert ledger.usage.verifier_seconds > 0
+    await judge.score(PROBLEM, [cand("The answer is 40.", "40")], ctx)
+    assert ledger.usage.verifier_calls == 4
+
+
 async def test_judge_select_gives_a_distribution(smollm: EmbeddedBackend) -> None:
     cands = [cand("12 + 30 = 42. The answer is 42.", "42"),
              cand("12 + 30 = 52. The answer is 52.", "52")]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from typer.core import TyperCommand
 
 
@@ -52,7 +53,7 @@ def sweep(
     sys.stdout.write(json.dumps(summary) + "\n")
     if summary.get("errors"):
         err.print(f"[red]{summary['errors']} units failed[/]; first: "
-                  f"{summary.get('first_error')}", highlight=False)
+                  f"{escape(str(summary.get('first_error')))}", highlight=False)
         raise typer.Exit(1)
 
 

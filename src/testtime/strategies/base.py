@@ -163,13 +163,14 @@ class StrategySettings(BaseModel):
     verifier: str | None = Field(default=None, description="verifier spec; default: --verifier")
     _verifier: Verifier | None = PrivateAttr(default=None)
 
-    def make_verifier(self, fallback: Verifier | None) -> Verifier | None:
-        """The verifier this strategy uses: its own spec (built once per run), else the default."""
-        if not self.verifier:
-            return fallback
-        if self._verifier is None:
+    def model_post_init(self, __context: object) -> None:
+        """Build the strategy's own verifier now, so a bad verifier spec fails before any work."""
+        if self.verifier:
             self._verifier = make_verifier(self.verifier)
-        return self._verifier
+
+    def make_verifier(self, fallback: Verifier | None) -> Verifier | None:
+        """The verifier this strategy uses: its own spec (built with it), else the default."""
+        return self._verifier or fallback
 
 
 strategies: Registry[Any] = Registry("strategy")

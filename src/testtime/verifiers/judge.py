@@ -4,26 +4,33 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import Field, PrivateAttr
 
+from testtime.answers import extract_answer
 from testtime.types import Candidate, GenerationRequest, Problem, Prompt, Score
 from testtime.verifiers.base import VerifierSettings, VerifyContext, verifiers
 from testtime.verifiers.verdicts import JudgeBackend, first_word, label_mass, verdict
 
 JUDGE_SYSTEM = "You are a strict grader. You check solutions carefully and answer Yes or No."
-JUDGE_TEMPLATE = (
-    "Problem:\n{question}\n\nProposed solution:\n{solution}\n\n"
-    "The proposed final answer is: {answer}\n\n"
-    "Is this final answer correct? Reply with only Yes or No."
-)
-CHECK_TEMPLATE = (
-    "Problem:\n{question}\n\nProposed solution:\n{solution}\n\n"
-    "The proposed final answer is: {answer}\n\n"
-    "Check it: solve the problem yourself step by step, then compare your result with the "
-    "proposed final answer. End with one line: Verdict: Yes or Verdict: No."
-)
+ASK = "Is this final answer correct? Reply with only Yes or No."
+ASK_THINKING = ("Check it: solve the problem yourself step by step, then compare your result "
+                "with the proposed final answer. End with one line: Verdict: Yes or Verdict: No.")
+ASK_AGAINST_REFERENCE = ("Does the proposed final answer equal the reference final answer? "
+                         "Reply with only Yes or No.")
+ASK_THINKING_AGAINST_REFERENCE = (
+    "Compare the proposed solution with the reference solution step by step; the reference "
+    "may be wrong too. End with one line: Verdict: Yes or Verdict: No.")
+
+KEPT_REFERENCES = 1024
+
+
+class Reference(NamedTuple):
+    """The judge's own solution of a problem, shown when it grades (reference-guided grading)."""
+
+    text: str
+    answer: str | None
 
 
 @verifiers.register("judge")
@@ -33,7 +40,10 @@ class JudgeVerifier(VerifierSettings):
     Where the backend gives no logprobs (or ``mode=sample``), the score is the share of *yes*
     among ``k`` sampled verdicts. With ``think=T`` the judge first checks the solution in up
     to T tokens of its own working (a chain-of-thought verifier, as in generative reward
-    models), then gives the verdict, read the same two ways. The judge is the policy's
+    models), then gives the verdict, read the same two ways. With ``solve=T`` the judge
+    first solves the problem itself, greedily and without seeing any candidate, in up to T
+    tokens, once per problem, and is asked whether each candidate's final answer equals the
+    reference's (reference-guided grading, as MT-Bench grades math). The judge is the policy's
     backend unless ``backend=SPEC`` names another
     (e.g. ``judge:backend=[openai:http://host/v1,model=big]``).
     """
@@ -46,28 +56,57 @@ class JudgeVerifier(VerifierSettings):
     max_chars: int = Field(default=4000, ge=100, description="solution text shown, from the end")
     think: int = Field(default=0, ge=0, le=8192,
                        description="tokens the judge may spend checking before its verdict")
+    solve: int = Field(default=0, ge=0, le=8192,
+                       description="tokens the judge may spend solving the problem itself "
+                                   "first, to grade against (reference-guided grading)")
     _judge: JudgeBackend | None = PrivateAttr(default=None)
+    _references: dict[tuple[str, str], Reference] = PrivateAttr(default_factory=dict)
 
     def model_post_init(self, __context: object) -> None:
         """Build the judge's own backend once."""
         self._judge = JudgeBackend(self.backend)
 
-    def prompt(self, problem: Problem, candidate: Candidate) -> Prompt:
-        """The judge's prompt for one candidate."""
-        text = candidate.text[-self.max_chars:]
-        template = CHECK_TEMPLATE if self.think else JUDGE_TEMPLATE
-        user = template.format(question=problem.question, solution=text,
-                               answer=candidate.answer or "(none given)")
-        return Prompt.chat(user, system=JUDGE_SYSTEM)
+    def prompt(self, problem: Problem, candidate: Candidate,
+               reference: Reference | None = None) -> Prompt:
+        """The judge's prompt for one candidate, with the judge's own solution if given."""
+        parts = [f"Problem:\n{problem.question}"]
+        proposed = f"The proposed final answer is: {candidate.answer or '(none given)'}"
+        if reference is None:
+            parts += [f"Proposed solution:\n{candidate.text[-self.max_chars:]}", proposed,
+                      ASK_THINKING if self.think else ASK]
+        else:
+            answers = proposed
+            if reference.answer is not None:
+                answers = f"The reference final answer is: {reference.answer}\n{proposed}"
+            parts += [f"Reference solution:\n{reference.text[-self.max_chars:]}",
+                      f"Proposed solution:\n{candidate.text[-self.max_chars:]}", answers,
+                      ASK_THINKING_AGAINST_REFERENCE if self.think else ASK_AGAINST_REFERENCE]
+        return Prompt.chat("\n\n".join(parts), system=JUDGE_SYSTEM)
 
     async def score(self, problem: Problem, candidates: Sequence[Candidate],
                     ctx: VerifyContext) -> list[Score]:
         """Ask the judge about every candidate concurrently."""
-        return list(await asyncio.gather(*(self._one(problem, c, ctx) for c in candidates)))
+        reference = await self.reference(problem, ctx) if self.solve else None
+        return list(await asyncio.gather(
+            *(self._one(problem, c, ctx, reference) for c in candidates)))
 
-    async def _one(self, problem: Problem, c: Candidate, ctx: VerifyContext) -> Score:
+    async def reference(self, problem: Problem, ctx: VerifyContext) -> Reference:
+        """The judge's own greedy solution of ``problem``, made once and kept for later calls."""
         assert self._judge is not None
-        prompt = self.prompt(problem, c)
+        key = (problem.id, problem.question)
+        if key not in self._references:
+            gen = await self._judge.ask(ctx, GenerationRequest(
+                prompt=problem.prompt(), n=1, max_tokens=self.solve, temperature=0.0))
+            text = gen.completions[0].text if gen.completions else ""
+            if len(self._references) >= KEPT_REFERENCES:
+                self._references.pop(next(iter(self._references)))
+            self._references.setdefault(key, Reference(text, extract_answer(text)))
+        return self._references[key]
+
+    async def _one(self, problem: Problem, c: Candidate, ctx: VerifyContext,
+                   reference: Reference | None) -> Score:
+        assert self._judge is not None
+        prompt = self.prompt(problem, c, reference)
         use_logprobs = self.mode == "logprobs" or (
             self.mode == "auto" and self._judge.get(ctx).capabilities.logprobs)
         if use_logprobs:
