@@ -100,7 +100,8 @@ class JudgeVerifier(VerifierSettings):
             text = gen.completions[0].text if gen.completions else ""
             if len(self._references) >= KEPT_REFERENCES:
                 self._references.pop(next(iter(self._references)))
-            self._references.setdefault(key, Reference(text, extract_answer(text)))
+            answer = extract_answer(text) if problem.kind == "math" else None
+            self._references.setdefault(key, Reference(text, answer))
         return self._references[key]
 
     async def _one(self, problem: Problem, c: Candidate, ctx: VerifyContext,
