@@ -13,7 +13,7 @@ from testtime.registry import SpecError
 from testtime.strategies.base import Context, make_strategy
 from testtime.types import GenerationRequest, Prompt
 from testtime.verifiers import VerifyContext, make_verifier
-from testtime.verifiers.verdicts import JudgeError
+from testtime.verifiers.verdicts import JudgeError, shared_backend
 
 RIGHT = cand("6 * 7 = 42. The answer is 42.", "42")
 WRONG = cand("6 * 7 = 48. The answer is 48.", "48")
@@ -77,6 +77,21 @@ def test_bad_judge_specs() -> None:
         make_verifier("judge:mode=maybe")
     with pytest.raises(SpecError, match="unknown backend"):
         make_verifier("judge:backend=[nowhere:x]")
+    with pytest.raises(SpecError, match="slots"):
+        make_verifier("judge:backend=[embedded:qwen2.5-coder-0.5b,slots=0]")
+
+
+async def test_verifiers_naming_the_same_judge_share_one_backend() -> None:
+    spec = "judge:backend=[scripted:text=Yes,max_n=7],mode=sample,k=2"
+    judge = shared_backend("scripted:text=Yes,max_n=7")
+    assert isinstance(judge, ScriptedBackend)
+    before = len(judge.requests)
+    policy = ScriptedBackend(responder=lambda p, i, r: "No")
+    for candidate in (RIGHT, WRONG):  # a sweep builds a verifier per unit
+        scores = await make_verifier(spec).score(PROBLEM, [candidate],
+                                                 VerifyContext(backend=policy))
+        assert scores[0].value == 1.0
+    assert len(judge.requests) - before == 2 and policy.requests == []
 
 
 async def test_best_of_n_with_judge_picks_the_judged_answer() -> None:

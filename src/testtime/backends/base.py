@@ -68,19 +68,24 @@ class BackendSettings(BaseModel):
 backends: Registry[Any] = Registry("backend")
 
 
+def backend_settings(spec: str) -> tuple[Any, BackendSettings]:
+    """The backend class a spec names and its validated settings; SpecError if invalid."""
+    cls = backends.get(spec.partition(":")[0].strip())
+    settings_cls: type[BackendSettings] = cls.Settings
+    _, options = split_spec(spec, positional=settings_cls.positional)
+    try:
+        return cls, settings_cls.model_validate(options)
+    except ValidationError as exc:
+        raise SpecError(
+            f"invalid backend spec {spec!r}: {describe(exc, settings_cls)}") from None
+
+
 def make_backend(spec: str) -> Backend:
     """Build a backend from a spec such as ``embedded:qwen2.5-coder-0.5b,slots=16``.
 
     The first option without ``=`` is the backend's main target (model or URL).
     """
-    cls = backends.get(spec.partition(":")[0].strip())
-    settings_cls: type[BackendSettings] = cls.Settings
-    _, options = split_spec(spec, positional=settings_cls.positional)
-    try:
-        settings = settings_cls.model_validate(options)
-    except ValidationError as exc:
-        raise SpecError(
-            f"invalid backend spec {spec!r}: {describe(exc, settings_cls)}") from None
+    cls, settings = backend_settings(spec)
     backend: Backend = cls(settings)
     return backend
 

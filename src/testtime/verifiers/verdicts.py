@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
+import weakref
 from collections.abc import Iterable, Mapping
 
-from testtime.backends.base import Backend, make_backend
+from testtime.backends.base import Backend, backend_settings, make_backend
 from testtime.types import Generation, GenerationRequest
 from testtime.verifiers.base import VerifyContext
 
@@ -18,16 +20,33 @@ class JudgeError(ValueError):
     """A generative verifier that has no model to ask or got an unusable answer."""
 
 
+_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Backend]] = (
+    weakref.WeakKeyDictionary())
+
+
+def shared_backend(spec: str) -> Backend:
+    """The one backend for ``spec`` in the running event loop, built on first use.
+
+    Every verifier that names the same judge shares it, so a sweep that builds a verifier
+    per unit still loads the judge's model once.
+    """
+    built = _SHARED.setdefault(asyncio.get_running_loop(), {})
+    if spec not in built:
+        built[spec] = make_backend(spec)
+    return built[spec]
+
+
 class JudgeBackend:
-    """The judge's model: its own backend spec when given (built once), else the policy's."""
+    """The judge's model: the backend its own spec names (shared), else the policy's."""
 
     def __init__(self, spec: str | None) -> None:
         self.spec = spec
-        self._backend: Backend | None = make_backend(spec) if spec else None
+        if spec:
+            backend_settings(spec)
 
     def get(self, ctx: VerifyContext) -> Backend:
-        """The backend to ask."""
-        backend = self._backend or ctx.backend
+        """The backend to ask (call it inside the event loop that will use it)."""
+        backend = shared_backend(self.spec) if self.spec else ctx.backend
         if backend is None:
             raise JudgeError("this verifier needs a model: give backend=SPEC or run it inside a "
                              "strategy whose backend can serve as judge")
