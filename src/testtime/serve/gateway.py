@@ -29,6 +29,7 @@ from testtime.strategies.single import Single
 from testtime.types import Generation, GenerationRequest, Problem, Result, Usage
 
 log = logging.getLogger("testtime.serve")
+CANCEL_GRACE = 5.0  # seconds a timed-out or abandoned request waits for its work to stop
 
 
 def tighter(a: Budget, b: Budget) -> Budget:
@@ -123,7 +124,9 @@ class Gateway:
                             raise ApiError(499, "client closed the request", "client_closed")
                     return list(await work)
                 finally:
-                    work.cancel()
+                    if not work.done():
+                        work.cancel()
+                        await asyncio.wait({work}, timeout=CANCEL_GRACE)
 
     def can_stream_tokens(self, job: Job) -> bool:
         """Whether ``job`` can stream tokens as generated (single strategy, streaming backend)."""
