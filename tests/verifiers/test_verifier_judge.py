@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import pytest
@@ -259,3 +260,14 @@ async def test_judge_keeps_a_bounded_number_of_its_own_solutions(
     for problem in (problems[2], problems[0]):  # the newest is kept, the oldest solved again
         await judge.score(problem, [WRONG], VerifyContext(backend=backend))
     assert sum(r.max_tokens == 8 for r in backend.requests) == 4
+
+
+async def test_judge_asked_at_once_about_one_problem_solves_it_once() -> None:
+    backend = ScriptedBackend(responder=_solving_judge, top_logprobs=_agreement_tops,
+                              delay=0.01)
+    judge = make_verifier("judge:solve=8")
+    ctx = VerifyContext(backend=backend)
+    scores = await asyncio.gather(judge.score(PROBLEM, [RIGHT], ctx),
+                                  judge.score(PROBLEM, [WRONG], ctx))
+    assert [round(s[0].value, 6) for s in scores] == [0.9, 0.1]
+    assert sum(r.max_tokens == 8 for r in backend.requests) == 1

@@ -8,13 +8,19 @@ from verifier_helpers import cand
 from testtime.backends.embedded import EmbeddedBackend
 from testtime.budget import Ledger
 from testtime.strategies.base import Context, make_strategy
-from testtime.types import GenerationRequest, Problem, Prompt
+from testtime.types import Candidate, GenerationRequest, Problem, Prompt
 from testtime.verifiers import VerifyContext, make_verifier
 
 pytestmark = pytest.mark.model
 
 PROBLEM = Problem(id="m1", question="What is 12 + 30?", reference="42",
                   instruction="End with: The answer is N.")
+
+
+def right_and_wrong() -> list[Candidate]:
+    """A right and a wrong solution of PROBLEM."""
+    return [cand("12 + 30 = 42. The answer is 42.", "42"),
+            cand("12 + 30 = 52. The answer is 52.", "52")]
 
 
 async def test_embedded_backend_returns_top_logprobs(smollm: EmbeddedBackend) -> None:
@@ -30,8 +36,7 @@ async def test_judge_scores_by_p_yes_and_caches(smollm: EmbeddedBackend) -> None
     judge = make_verifier("judge")
     ledger = Ledger()
     ctx = VerifyContext(backend=smollm, ledger=ledger)
-    cands = [cand("12 + 30 = 42. The answer is 42.", "42"),
-             cand("12 + 30 = 52. The answer is 52.", "52")]
+    cands = right_and_wrong()
     scores = await judge.score(PROBLEM, cands, ctx)
     assert all(0.0 < s.value < 1.0 and (s.detail or "").startswith("P(yes)") for s in scores)
     calls = ledger.usage.verifier_calls
@@ -45,8 +50,7 @@ async def test_judge_solves_once_then_grades_against_its_reference(smollm: Embed
     judge = make_verifier("judge:solve=48")
     ledger = Ledger()
     ctx = VerifyContext(backend=smollm, ledger=ledger)
-    cands = [cand("12 + 30 = 42. The answer is 42.", "42"),
-             cand("12 + 30 = 52. The answer is 52.", "52")]
+    cands = right_and_wrong()
     scores = await judge.score(PROBLEM, cands, ctx)
     assert all(0.0 < s.value < 1.0 and (s.detail or "").startswith("P(yes)") for s in scores)
     assert ledger.usage.verifier_calls == 3 and ledger.usage.generated_tokens == 0
@@ -56,8 +60,7 @@ async def test_judge_solves_once_then_grades_against_its_reference(smollm: Embed
 
 
 async def test_judge_select_gives_a_distribution(smollm: EmbeddedBackend) -> None:
-    cands = [cand("12 + 30 = 42. The answer is 42.", "42"),
-             cand("12 + 30 = 52. The answer is 52.", "52")]
+    cands = right_and_wrong()
     scores = await make_verifier("judge-select:group=2").score(
         PROBLEM, cands, VerifyContext(backend=smollm))
     assert sum(s.value for s in scores) == pytest.approx(1.0)

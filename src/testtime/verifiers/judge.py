@@ -61,6 +61,7 @@ class JudgeVerifier(VerifierSettings):
                                    "first, to grade against (reference-guided grading)")
     _judge: JudgeBackend | None = PrivateAttr(default=None)
     _references: dict[tuple[str, str], Reference] = PrivateAttr(default_factory=dict)
+    _solving: dict[tuple[str, str], asyncio.Lock] = PrivateAttr(default_factory=dict)
 
     def model_post_init(self, __context: object) -> None:
         """Build the judge's own backend once."""
@@ -69,19 +70,18 @@ class JudgeVerifier(VerifierSettings):
     def prompt(self, problem: Problem, candidate: Candidate,
                reference: Reference | None = None) -> Prompt:
         """The judge's prompt for one candidate, with the judge's own solution if given."""
-        parts = [f"Problem:\n{problem.question}"]
-        proposed = f"The proposed final answer is: {candidate.answer or '(none given)'}"
+        solution = f"Proposed solution:\n{candidate.text[-self.max_chars:]}"
+        answers = f"The proposed final answer is: {candidate.answer or '(none given)'}"
         if reference is None:
-            parts += [f"Proposed solution:\n{candidate.text[-self.max_chars:]}", proposed,
-                      ASK_THINKING if self.think else ASK]
+            parts = [solution, answers, ASK_THINKING if self.think else ASK]
         else:
-            answers = proposed
             if reference.answer is not None:
-                answers = f"The reference final answer is: {reference.answer}\n{proposed}"
-            parts += [f"Reference solution:\n{reference.text[-self.max_chars:]}",
-                      f"Proposed solution:\n{candidate.text[-self.max_chars:]}", answers,
-                      ASK_THINKING_AGAINST_REFERENCE if self.think else ASK_AGAINST_REFERENCE]
-        return Prompt.chat("\n\n".join(parts), system=JUDGE_SYSTEM)
+                answers = f"The reference final answer is: {reference.answer}\n{answers}"
+            parts = [f"Reference solution:\n{reference.text[-self.max_chars:]}", solution,
+                     answers,
+                     ASK_THINKING_AGAINST_REFERENCE if self.think else ASK_AGAINST_REFERENCE]
+        return Prompt.chat("\n\n".join([f"Problem:\n{problem.question}", *parts]),
+                           system=JUDGE_SYSTEM)
 
     async def score(self, problem: Problem, candidates: Sequence[Candidate],
                     ctx: VerifyContext) -> list[Score]:
@@ -91,18 +91,29 @@ class JudgeVerifier(VerifierSettings):
             *(self._one(problem, c, ctx, reference) for c in candidates)))
 
     async def reference(self, problem: Problem, ctx: VerifyContext) -> Reference:
-        """The judge's own greedy solution of ``problem``, made once and kept for later calls."""
-        assert self._judge is not None
+        """The judge's own greedy solution of ``problem``, made once and kept for later calls.
+
+        Calls for the same problem at once (a gateway request's n choices) wait for one solve.
+        """
         key = (problem.id, problem.question)
-        if key not in self._references:
-            gen = await self._judge.ask(ctx, GenerationRequest(
-                prompt=problem.prompt(), n=1, max_tokens=self.solve, temperature=0.0))
-            text = gen.completions[0].text if gen.completions else ""
-            if len(self._references) >= KEPT_REFERENCES:
-                self._references.pop(next(iter(self._references)))
-            answer = extract_answer(text) if problem.kind == "math" else None
-            self._references.setdefault(key, Reference(text, answer))
-        return self._references[key]
+        found = self._references.get(key)
+        if found is None:
+            async with self._solving.setdefault(key, asyncio.Lock()):
+                found = self._references.get(key)
+                if found is None:
+                    found = await self._solve(problem, ctx)
+                    if len(self._references) >= KEPT_REFERENCES:
+                        self._references.pop(next(iter(self._references)))
+                    self._references[key] = found
+            self._solving.pop(key, None)
+        return found
+
+    async def _solve(self, problem: Problem, ctx: VerifyContext) -> Reference:
+        assert self._judge is not None
+        gen = await self._judge.ask(ctx, GenerationRequest(
+            prompt=problem.prompt(), n=1, max_tokens=self.solve, temperature=0.0))
+        text = gen.completions[0].text if gen.completions else ""
+        return Reference(text, extract_answer(text) if problem.kind == "math" else None)
 
     async def _one(self, problem: Problem, c: Candidate, ctx: VerifyContext,
                    reference: Reference | None) -> Score:
@@ -137,4 +148,3 @@ class JudgeVerifier(VerifierSettings):
         if yes + no == 0:
             return Score(value=0.5, detail=f"no verdict in {len(words)} samples")
         return Score(value=yes / (yes + no), detail=f"{yes} yes / {no} no of {len(words)}")
-
