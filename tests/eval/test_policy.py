@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,56 @@ def test_report_writes_html_pngs_markdown_and_compares_adaptive(synthetic_store:
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "| majority@16 |" in md and "held-out problems" in summary["headline"]
     assert "adaptive_heldout.png" in (tmp_path / "rep" / "report.html").read_text()
+
+
+class _Tables(HTMLParser):
+    """Rows of every <table> in a page, as lists of cell texts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: object) -> None:
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def test_report_html_has_one_row_per_configuration_and_budgets_in_numeric_order(
+        synthetic_store: Path, tmp_path: Path) -> None:
+    recs = records(synthetic_store)
+    policy = fit_policy(recs, probe_k=2, bins=3, budgets=[1293, 323, 646])
+    build_report(recs, tmp_path / "rep", policy=policy)
+    page = _Tables()
+    page.feed((tmp_path / "rep" / "report.html").read_text())
+    configs, adaptive = page.tables[0], page.tables[-1]
+    labels = [row[0] for row in configs[1:]]
+    assert configs[0][0] == "configuration" and "majority@16" in labels
+    assert all(len(row) == len(configs[0]) for row in configs), "every row has the header's cells"
+    assert not any(set(cell) <= set("-") for row in configs for cell in row), "no separator cells"
+    assert [row[0] for row in adaptive[1:]] == ["323", "646", "1293"]
+    assert list(policy.budgets) == ["323", "646", "1293"]
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert f"{policy.bins} bins, cut at" in md
+
+
+def test_report_says_when_the_probe_found_no_cut() -> None:
+    from testtime.eval.report import describe_bins
+    assert describe_bins([]).startswith("one bin")
+    assert describe_bins([0.625, 0.875]) == "3 bins, cut at 0.625, 0.875"
 
 
 def test_cli_fit_policy_then_report_with_it(synthetic_store: Path, tmp_path: Path) -> None:

@@ -125,7 +125,7 @@ def fit_policy(records: Sequence[dict[str, Any]], *, probe_k: int = 2, bins: int
     if budgets is None:
         budgets = sorted({round(per_sample * full * f) for f in (1 / 8, 1 / 4, 1 / 2, 3 / 4, 1)})
     rows = {}
-    for budget in budgets:
+    for budget in sorted(budgets):
         pick = allocate(table, weights, float(budget))
         rows[str(int(budget))] = [pick[b] for b in range(1, proto.bins + 1)]
     return proto.model_copy(update={"budgets": rows})

@@ -104,6 +104,14 @@ def adaptive_markdown(comp: AdaptiveComparison) -> str:
     return "\n".join(lines)
 
 
+def describe_bins(edges: Sequence[float]) -> str:
+    """The policy's difficulty bins in words, e.g. ``2 bins, cut at agreement 0.625``."""
+    if not edges:
+        return "one bin (the probe found no cut between easy and hard problems)"
+    cuts = ", ".join(f"{e:.3g}" for e in edges)
+    return f"{len(edges) + 1} bins, cut at {cuts}"
+
+
 def write_per_problem(points: Sequence[Point], path: Path) -> None:
     """Per problem and configuration: expected correctness and cost (averaged over seeds)."""
     groups: dict[tuple[str, str, str, str | None], list[Point]] = {}
@@ -161,8 +169,8 @@ def build_report(records: Sequence[dict[str, Any]], out: Path, *, title: str = "
             out / "adaptive_heldout.png")
         md += ["## Adaptive policy on held-out problems", "", comp.headline, "",
                f"Probe: first {comp.policy.probe_k} samples, statistic "
-               f"{comp.policy.statistic}, bins cut at {[round(e, 3) for e in comp.policy.edges]}"
-               f"; fitted on {len(comp.policy.train)} problems, evaluated on "
+               f"{comp.policy.statistic}, {describe_bins(comp.policy.edges)}; "
+               f"fitted on {len(comp.policy.train)} problems, evaluated on "
                f"{len(comp.policy.heldout)}.", "", adaptive_markdown(comp), ""]
     elif adaptive_note:
         md += ["## Adaptive policy", "", adaptive_note, ""]
@@ -175,7 +183,7 @@ def build_report(records: Sequence[dict[str, Any]], out: Path, *, title: str = "
 def _html(title: str, md: Sequence[str], files: dict[str, Path]) -> str:
     body = []
     table: list[str] = []
-    for line in [*md, ""]:
+    for line in [*"\n".join(md).splitlines(), ""]:
         if line.startswith("|"):
             if not line.startswith("|---"):
                 cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]

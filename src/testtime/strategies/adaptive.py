@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from testtime.answers import group_answers
 from testtime.strategies.base import Context, StrategySettings, strategies
@@ -61,6 +61,15 @@ class Policy(BaseModel):
     train: list[str] = Field(default_factory=list)
     heldout: list[str] = Field(default_factory=list)
     source: str = ""
+
+    @field_validator("budgets")
+    @classmethod
+    def _numeric_order(cls, budgets: dict[str, list[Choice]]) -> dict[str, list[Choice]]:
+        """Budgets kept in numeric order (``323, 646, 1293``), whatever order they came in."""
+        try:
+            return dict(sorted(budgets.items(), key=lambda kv: float(kv[0])))
+        except ValueError:
+            raise ValueError("budget keys must be numbers of tokens") from None
 
     @property
     def bins(self) -> int:
