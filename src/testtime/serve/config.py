@@ -8,10 +8,18 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from testtime.budget import Budget
 from testtime.models import DEFAULT_MODEL
+from testtime.registry import Bound, ClientPolicy
 
 ENV_PREFIX = "TESTTIME_SERVE_"
 KEYS_ENV = "TESTTIME_API_KEYS"
@@ -22,13 +30,40 @@ class ConfigError(ValueError):
 
 
 class KeyConfig(BaseModel):
-    """One API key's policy: a display name and an optional lifetime token cap."""
+    """One API key's policy: a display name, a lifetime token cap and rate limits."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str | None = None
     budget_tokens: int | None = Field(default=None, ge=1,
                                       description="total tokens this key may cause")
+    rpm: int | None = Field(default=None, ge=1, description="requests per minute")
+    tpm: int | None = Field(default=None, ge=1, description="tokens per minute")
+    concurrency: int | None = Field(default=None, ge=1,
+                                    description="requests of this key running at once")
+
+
+class Limit(BaseModel):
+    """Inclusive bounds on a client-settable option (a bare number in the config is ``max``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_number(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return {"max": value}
+        return value
+
+    def bound(self) -> Bound:
+        """The registry's Bound for these limits."""
+        return Bound(self.min, self.max)
+
+
+DEFAULT_VERIFIERS = ["confidence", "judge", "judge-select", "rpc"]
 
 
 class ServeConfig(BaseModel):
@@ -46,6 +81,13 @@ class ServeConfig(BaseModel):
                                        description="alias → strategy spec, listed as models")
     allowed_strategies: list[str] | None = Field(
         default=None, description="strategy names clients may ask for (default: all)")
+    allowed_verifiers: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_VERIFIERS),
+        description="verifier names a request's strategy spec may nest")
+    client_limits: dict[str, Limit] = Field(
+        default_factory=dict,
+        description="bounds on options a request sets: OPTION or NAME.OPTION → max or "
+                    "{min, max}, e.g. n = 16, max_tokens = 2048, \"beam.width\" = 8")
     api_keys: dict[str, KeyConfig] = Field(default_factory=dict)
     request_budget: str = Field(default="tokens=16384",
                                 description="per-request Budget, e.g. tokens=8192,calls=64")
@@ -66,6 +108,12 @@ class ServeConfig(BaseModel):
     def budget(self) -> Budget:
         """The per-request Budget."""
         return Budget.parse(self.request_budget)
+
+    def client_policy(self) -> ClientPolicy:
+        """What specs that arrive in requests may choose (the spec parser's client mode)."""
+        return ClientPolicy(
+            allowed={"strategy": self.allowed_strategies, "verifier": self.allowed_verifiers},
+            limits={k: v.bound() for k, v in self.client_limits.items()})
 
 
 def _read_file(path: Path) -> dict[str, Any]:
