@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -60,6 +61,9 @@ _CODES = {400: "invalid_request", 401: "invalid_api_key", 403: "forbidden", 404:
           502: "upstream_error", 503: "unavailable", 504: "timeout"}
 
 
+_UNION_TAG = re.compile(r"^(str|int|float|bool|none|list\[.*|dict\[.*|[A-Za-z_-]+\[.*\])$")
+
+
 def _nonfinite(value: Any) -> str | None:
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
@@ -75,7 +79,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None, s
     kind = str(first.get("type", ""))
     if kind == "json_invalid":
         return f"request body is not valid JSON: {first.get('msg', '')}", None, "invalid_json"
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    loc = [str(p) for p in first.get("loc", ()) if p != "body" and not _UNION_TAG.match(str(p))]
     param = ".".join(loc) or None
     msg = str(first.get("msg", "invalid value"))
     code = "invalid_request"

@@ -118,15 +118,15 @@ class Router:
 
 def with_request_options(strategy: Any, *, temperature: float | None,
                          max_tokens: int | None, policy: ClientPolicy | None = None) -> Any:
-    """A copy of ``strategy`` using the request's temperature and max_tokens where it has them.
+    """A fresh copy of ``strategy`` using the request's temperature and max_tokens.
 
     These are client-set values, so the operator's ``client_limits`` (``policy``) bound them.
+    The copy is the request's own (its verifier and that verifier's score cache too), so
+    nothing a request leaves behind outlives it.
     """
     fields = type(strategy).model_fields
     update = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens))
               if v is not None and k in fields}
-    if not update:
-        return strategy
     name = getattr(strategy, "registered_name", type(strategy).__name__)
     for key, value in update.items():
         try:
