@@ -296,3 +296,29 @@ def describe(exc: Any, cls: Any) -> str:
         else:
             lines.append(f"{where}: {e['msg']}")
     return "; ".join(lines)
+
+
+def redact(registry: Registry[Any], spec: str) -> str:
+    """``spec`` as a client may see it: operator-only values replaced by ``***``.
+
+    Nested specs are redacted the same way; a spec that does not parse shows only its name.
+    """
+    try:
+        name, options = split_spec(spec)
+        fields = settings_class(registry, name).model_fields
+    except SpecError:
+        return spec.partition(":")[0].strip()
+    parts = []
+    for key, value in options.items():
+        trust = field_trust(fields[key]) if key in fields else OPERATOR
+        if isinstance(trust, Nested):
+            inner = value.strip()
+            while len(inner) >= 2 and inner[0] + inner[-1] == "[]":
+                inner = inner[1:-1].strip()
+            value = f"[{redact(_REGISTRIES[trust.kind], inner)}]" if inner else value
+        elif trust is OPERATOR:
+            value = "***"
+        elif any(c in value for c in ",[]()'\""):
+            value = f"[{value}]"
+        parts.append(f"{key}={value}")
+    return f"{name}:{','.join(parts)}" if parts else name

@@ -263,6 +263,10 @@ def test_upstream_failure_keeps_body_url_and_key_home(world: dict[str, Any]) -> 
     assert any(f"Bearer {SECRET}".encode() in r for r in upstream.received)
     log = gw.log.read_text()
     assert UPSTREAM_BODY in log and "hostile-502" in log
+    models = gw.http.get("/v1/models")
+    assert models.status_code == 200 and str(upstream.port) not in models.text
+    judged = next(m for m in models.json()["data"] if m["id"] == "judged")
+    assert judged["testtime"]["strategy"] == "best-of-n:n=1,verifier=[judge:backend=***]"
     assert world["trap"].connections == 0
 
 
@@ -336,3 +340,46 @@ def test_random_registry_specs_never_5xx_nor_connect(world: dict[str, Any]) -> N
 
     one()
     assert trap.connections == 0
+
+
+def test_client_mistakes_are_4xx_naming_the_param(serve: Any) -> None:
+    from testtime.backends.scripted import ScriptedBackend
+
+    aliases = {"ref": "best-of-n:n=2,verifier=reference", "code": "best-of-n:verifier=tests",
+               "pol": "adaptive:policy=/nonexistent/policy.json,budget=10",
+               "hidden": "best-of-n:n=2,verifier=[judge:backend=[scripted:text=Yes]]"}
+    with serve(ScriptedBackend(), strategies=aliases, client_limits={
+            "n": 3, "max_tokens": {"max": 64}, "judge.k": {"min": 2, "max": 4}},
+            allowed_verifiers=["confidence", "judge", "reference"]) as gw, \
+            httpx.Client(base_url=gw.url, timeout=60) as http:
+        def post(model: str, **extra: Any) -> dict[str, Any]:
+            resp = http.post("/v1/chat/completions", json=chat(model, **extra))
+            assert 400 <= resp.status_code < 500, (model, resp.text)
+            err: dict[str, Any] = resp.json()["error"]
+            assert err["code"] and err["message"]
+            return err
+
+        assert post("ref")["param"] == "model"
+        assert "reference answer" in post("best-of-n:verifier=reference")["message"]
+        assert "code" in post("code")["message"]
+        assert post("scripted", testtime={"strategy": "code"})["param"] == "testtime.strategy"
+        assert post("pol")["param"] == "model"
+        err = post("self-consistency:n=4")
+        assert (err["code"], err["param"]) == ("option_out_of_bounds", "model")
+        assert "at most 3" in err["message"]
+        err = post("best-of-n:n=2,verifier=[judge:k=1]")
+        assert "between 2 and 4" in err["message"]
+        err = post("self-consistency:n=2", max_tokens=65)
+        assert (err["code"], err["param"]) == ("option_out_of_bounds", "max_tokens")
+        err = post("self-consistency:n=2,bogus=1")
+        assert "unknown option 'bogus'" in err["message"] and err["param"] == "model"
+        err = post("best-of-n:verifier=[judge:backend=scripted]")
+        assert (err["code"], err["param"]) == ("operator_only_option", "model")
+        err = post("best-of-n:verifier=rpc")
+        assert err["code"] == "verifier_not_allowed"
+        ok = http.post("/v1/chat/completions", json=chat("hidden", max_tokens=64))
+        assert ok.status_code == 200, ok.text
+        assert ok.json()["choices"][0]["testtime"]["strategy"] == (
+            "best-of-n:n=2,verifier=[judge:backend=***]")
+        assert http.post("/v1/chat/completions", json=chat(
+            "best-of-n:n=3,verifier=[judge:k=2,mode=sample]")).status_code == 200

@@ -102,7 +102,7 @@ async def _serve(request: Request, body: ChatCompletionRequest | CompletionReque
                                         policy=gw.router.policy if route.client else None)
         seed = opts.seed if opts.seed is not None else (
             body.seed % 2**31 if body.seed is not None else None)
-        job = gw.job(problems, body.n, strategy, route.spec, opts.budget, seed, who,
+        job = gw.job(problems, body.n, strategy, route.public, opts.budget, seed, who,
                      request_id=str(getattr(request.state, "request_id", "-")),
                      param=route.param)
         try:

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from testtime.registry import ClientPolicy, SpecError, SpecForbidden, build, split_spec
+from testtime.registry import ClientPolicy, SpecError, SpecForbidden, build, redact, split_spec
 from testtime.serve.config import ServeConfig
 from testtime.serve.errors import ApiError
 from testtime.strategies import strategies
@@ -34,6 +34,11 @@ class Route:
     strategy: Any
     param: str = "model"
     client: bool = False
+
+    @property
+    def public(self) -> str:
+        """The spec as clients see it (operator-only values hidden)."""
+        return redact(strategies, self.spec)
 
 
 class Router:
@@ -106,7 +111,7 @@ class Router:
         """The ``/v1/models`` entries: the upstream model, aliases, and SPEC@MODEL forms."""
         def entry(model_id: str, spec: str) -> dict[str, Any]:
             return {"id": model_id, "object": "model", "created": self.created,
-                    "owned_by": "testtime", "testtime": {"strategy": spec}}
+                    "owned_by": "testtime", "testtime": {"strategy": redact(strategies, spec)}}
 
         out = [entry(self.upstream_model, self.config.default_strategy)]
         out += [entry(alias, spec) for alias, spec in self.config.strategies.items()]
