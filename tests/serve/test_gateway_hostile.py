@@ -265,6 +265,8 @@ def test_upstream_failure_keeps_body_url_and_key_home(world: dict[str, Any]) -> 
     assert UPSTREAM_BODY in log and "hostile-502" in log
     models = gw.http.get("/v1/models")
     assert models.status_code == 200 and str(upstream.port) not in models.text
+    listed = {m["id"] for m in models.json()["data"]}
+    assert "best-of-n@scripted" in listed and "adaptive@scripted" not in listed
     judged = next(m for m in models.json()["data"] if m["id"] == "judged")
     assert judged["testtime"]["strategy"] == "best-of-n:n=1,verifier=[judge:backend=***]"
     assert world["trap"].connections == 0

@@ -89,6 +89,10 @@ class ServeConfig(BaseModel):
         description="bounds on options a request sets: OPTION or NAME.OPTION → max or "
                     "{min, max}, e.g. n = 16, max_tokens = 2048, \"beam.width\" = 8")
     api_keys: dict[str, KeyConfig] = Field(default_factory=dict)
+    key_defaults: KeyConfig = Field(
+        default_factory=KeyConfig,
+        description="limits of every key whose own entry does not set them (budget_tokens, "
+                    "rpm, tpm, concurrency), e.g. for keys given by TESTTIME_API_KEYS")
     request_budget: str = Field(default="tokens=16384",
                                 description="per-request Budget, e.g. tokens=8192,calls=64")
     max_body_bytes: int = Field(default=1_000_000, ge=256)
@@ -108,6 +112,12 @@ class ServeConfig(BaseModel):
     def budget(self) -> Budget:
         """The per-request Budget."""
         return Budget.parse(self.request_budget)
+
+    def keys(self) -> dict[str, KeyConfig]:
+        """Each key's policy: its own settings, the rest from ``key_defaults``."""
+        defaults = self.key_defaults.model_dump(exclude={"name"})
+        return {key: KeyConfig.model_validate({**defaults, **cfg.model_dump(
+                    exclude_unset=True)}) for key, cfg in self.api_keys.items()}
 
     def client_policy(self) -> ClientPolicy:
         """What specs that arrive in requests may choose (the spec parser's client mode)."""

@@ -103,7 +103,7 @@ class Gateway:
         self.backend = backend
         self.router = router
         self.metrics = Metrics()
-        self.guard = KeyGuard(config.api_keys, on_refuse=self.refused)
+        self.guard = KeyGuard(config.keys(), on_refuse=self.refused)
         self.limiter = Limiter(config.max_concurrency, config.max_queue, config.queue_timeout)
         self.started = time.time()
         self.metrics.gauge("testtime_gateway_requests_running", "Requests running a strategy.",

@@ -18,7 +18,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from testtime.registry import ClientPolicy, SpecError, SpecForbidden, build, redact, split_spec
+from testtime.registry import (
+    CLIENT,
+    ClientPolicy,
+    SpecError,
+    SpecForbidden,
+    build,
+    field_trust,
+    redact,
+    split_spec,
+)
 from testtime.serve.config import ServeConfig
 from testtime.serve.errors import ApiError
 from testtime.strategies import strategies
@@ -117,8 +126,15 @@ class Router:
         out += [entry(alias, spec) for alias, spec in self.config.strategies.items()]
         names = self.config.allowed_strategies or strategies.names()
         out += [entry(f"{name}@{self.upstream_model}", name) for name in names
-                if name in strategies.names()]
+                if name in strategies.names() and client_can_name(name)]
         return out
+
+
+def client_can_name(name: str) -> bool:
+    """Whether a client can ask for strategy ``name`` by itself (no operator-only option is
+    required, as ``adaptive``'s policy file is)."""
+    fields = strategies.get(name).model_fields
+    return all(field_trust(f) is CLIENT for f in fields.values() if f.is_required())
 
 
 def with_request_options(strategy: Any, *, temperature: float | None,
