@@ -226,7 +226,13 @@ class Gateway:
                            "timeout") from None
         except SpecError as exc:
             raise ApiError(400, str(exc), "invalid_strategy", job.param) from None
-        except (UnfitProblem, CodeProblemError, PolicyError, JudgeError) as exc:
+        except PolicyError as exc:
+            log.warning("unusable policy", extra={"request_id": job.request_id,
+                                                  "error": str(exc)})
+            raise ApiError(400, f"the strategy's policy cannot be used (request "
+                           f"{job.request_id}; the server log has the details)",
+                           "invalid_strategy", job.param) from None
+        except (UnfitProblem, CodeProblemError, JudgeError) as exc:
             raise ApiError(400, f"the strategy cannot answer this request: {exc}",
                            "invalid_strategy", job.param) from None
         finally:
