@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 import testtime.strategies
 import testtime.verifiers
 from testtime.registry import CLIENT, field_trust, settings_class
+from testtime.serve.config import DEFAULT_VERIFIERS
 
 
 def free_port() -> int:
@@ -292,7 +293,10 @@ def option_values(kind: str, name: str) -> st.SearchStrategy[tuple[str, str]]:
 @st.composite
 def random_spec(draw: st.DrawFn, kind: str = "strategy", depth: int = 0) -> str:
     """A spec built from the registry's names and fields: nested verifiers, hostile values."""
-    name = draw(st.sampled_from(NAMES[kind]))
+    names = st.sampled_from(NAMES[kind])
+    if kind == "verifier":  # half the time one the server enables, to reach its options
+        names = st.sampled_from(DEFAULT_VERIFIERS) | names
+    name = draw(names)
     options = draw(st.lists(option_values(kind, name), max_size=3, unique_by=lambda o: o[0]))
     parts = [f"{k}={v}" for k, v in options]
     if kind == "strategy" and depth == 0 and draw(st.booleans()):

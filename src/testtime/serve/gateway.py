@@ -52,7 +52,8 @@ def client_budget_of(text: str) -> Budget:
 
 def check_fits(strategy: Any, problems: list[Problem], param: str = "model") -> None:
     """Refuse (400) a strategy whose own verifier cannot score these problems."""
-    verifier = getattr(strategy, "_verifier", None)
+    own = getattr(strategy, "make_verifier", None)
+    verifier = own(None) if callable(own) else None
     if verifier is None:
         return
     name = getattr(verifier, "spec", type(verifier).__name__)
