@@ -59,6 +59,9 @@ def test_security_settings_from_a_file(tmp_path: Path) -> None:
     assert policy.bound("self-consistency", "n") is not None
     assert str(policy.bound("beam", "width")) == "between 1 and 4"
     assert policy.bound("dvts", "width") is None
-    path.write_text('[serve.client_limits]\nn = "many"\n')
-    with pytest.raises(ConfigError, match="client_limits"):
-        load_config(path, env={})
+    for bad in ('[serve.client_limits]\nn = "many"\n',
+                '[serve.client_limits]\nn = { min = 4, max = 2 }\n',
+                '[serve]\nallowed_verifiers = ["judge", "nope"]\n'):
+        path.write_text(bad)
+        with pytest.raises(ConfigError, match=r"client_limits|nope"):
+            load_config(path, env={})

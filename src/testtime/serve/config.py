@@ -58,6 +58,12 @@ class Limit(BaseModel):
             return {"max": value}
         return value
 
+    @model_validator(mode="after")
+    def _ordered(self) -> Limit:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        return self
+
     def bound(self) -> Bound:
         """The registry's Bound for these limits."""
         return Bound(self.min, self.max)
@@ -102,6 +108,17 @@ class ServeConfig(BaseModel):
     queue_timeout: float = Field(default=30.0, gt=0)
     request_timeout: float = Field(default=300.0, gt=0)
     log_level: str = "INFO"
+
+    @field_validator("allowed_verifiers")
+    @classmethod
+    def _verifiers_exist(cls, value: list[str]) -> list[str]:
+        from testtime.verifiers import verifiers
+
+        unknown = sorted(set(value) - set(verifiers.names()))
+        if unknown:
+            raise ValueError(f"unknown verifier(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(verifiers.names())}")
+        return value
 
     @field_validator("request_budget")
     @classmethod
