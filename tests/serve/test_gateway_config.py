@@ -42,3 +42,26 @@ def test_json_config_and_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text("port = [")
     with pytest.raises(ConfigError, match="not valid"):
         load_config(tmp_path / "bad.toml", env={})
+
+
+def test_security_settings_from_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "gw.toml"
+    path.write_text('[serve]\nallowed_verifiers = ["confidence"]\n'
+                    '[serve.client_limits]\nn = 8\n"beam.width" = { min = 1, max = 4 }\n'
+                    '[serve.key_defaults]\nrpm = 60\ntpm = 5000\n'
+                    '[serve.api_keys.k1]\nname = "one"\nrpm = 10\nconcurrency = 2\n')
+    cfg = load_config(path, env={"TESTTIME_API_KEYS": "k2"})
+    keys = cfg.keys()
+    assert (keys["k1"].rpm, keys["k1"].tpm, keys["k1"].concurrency) == (10, 5000, 2)
+    assert (keys["k2"].rpm, keys["k2"].tpm, keys["k2"].concurrency) == (60, 5000, None)
+    policy = cfg.client_policy()
+    assert policy.allowed["verifier"] == ["confidence"]
+    assert policy.bound("self-consistency", "n") is not None
+    assert str(policy.bound("beam", "width")) == "between 1 and 4"
+    assert policy.bound("dvts", "width") is None
+    for bad in ('[serve.client_limits]\nn = "many"\n',
+                '[serve.client_limits]\nn = { min = 4, max = 2 }\n',
+                '[serve]\nallowed_verifiers = ["judge", "nope"]\n'):
+        path.write_text(bad)
+        with pytest.raises(ConfigError, match=r"client_limits|nope"):
+            load_config(path, env={})

@@ -88,3 +88,26 @@ def test_strategy_by_extra_body_on_completions_and_streamed(smollm_gateway: Any)
     assert text
     assert chunks[-1].usage is not None
     assert (chunks[-1].usage.model_extra or {})["testtime"]["samples"] == 2
+
+
+def test_client_specs_on_the_real_model_stay_within_the_operators_choices(
+        smollm_gateway: Any) -> None:
+    c = client(smollm_gateway)
+    reply = c.chat.completions.create(
+        model="best-of-n:n=2,verifier=[judge:k=2,mode=sample]@smollm2-135m", messages=ASK,  # type: ignore[arg-type]
+        max_tokens=8, extra_body={"testtime": {"details": True}})
+    details = (reply.choices[0].model_extra or {})["testtime"]
+    assert details["strategy"] == "best-of-n:n=2,verifier=[judge:k=2,mode=sample]"
+    assert all(x["score"] is not None for x in details["candidates"])
+    assert reply.usage is not None
+    assert (reply.usage.model_extra or {})["testtime"]["verifier_tokens"] > 0
+    for model, code in (
+            ("best-of-n:n=2,verifier=[judge:backend=[embedded:smollm2-135m]]",
+             "operator_only_option"),
+            ("best-of-n:verifier=[prm:model=ORG/REPO,trust_remote_code=true]",
+             "verifier_not_allowed"),
+            ("adaptive:policy=/etc/passwd,budget=100", "operator_only_option")):
+        with pytest.raises(openai.BadRequestError) as refused:
+            c.chat.completions.create(model=model, messages=ASK, max_tokens=8)  # type: ignore[arg-type]
+        assert refused.value.code == code
+        assert (refused.value.body or {}).get("param") == "model"  # type: ignore[union-attr]

@@ -2,14 +2,15 @@
 
 A responder function maps (prompt, sample index, request) to text. Tokens are whitespace-split
 words, so counts are exact and predictable; stop strings and max_tokens are honoured like a
-real engine; a prompt that shares a word prefix with an earlier one reports those words as
-cached, like a prefix cache.
+real engine; a prompt that shares a word prefix with one of the last 256 reports those words
+as cached, like a prefix cache.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,6 +29,8 @@ class ScriptedSettings(BackendSettings):
     text: str = "The answer is 0."
     max_n: int = Field(default=64, ge=1)
     delay: float = Field(default=0.0, ge=0.0)
+    record: bool = Field(default=True, description="keep every request in `requests` (tests); "
+                                                    "off for long runs")
 
     positional = "text"
 
@@ -62,7 +65,7 @@ class ScriptedBackend:
         self.top_logprobs = top_logprobs
         self.requests: list[GenerationRequest] = []
         self.cancelled = 0
-        self._seen: list[list[str]] = []
+        self._seen: deque[list[str]] = deque(maxlen=256)
         self._counter = itertools.count()
 
     @classmethod
@@ -85,7 +88,8 @@ class ScriptedBackend:
 
     async def generate(self, req: GenerationRequest) -> Generation:
         """Answer with the responder's texts, cut at stop strings and max_tokens."""
-        self.requests.append(req)
+        if self.settings.record:
+            self.requests.append(req)
         if req.n > self.capabilities.max_n:
             raise ValueError(f"scripted backend asked for n={req.n} > max_n")
         prompt_words = render(req.prompt).split()

@@ -12,7 +12,7 @@ from starlette.background import BackgroundTask
 from testtime.serve.errors import ApiError
 from testtime.serve.gateway import Gateway
 from testtime.serve.mapping import chat_problem, completion_problems, new_id
-from testtime.serve.protection import Caller
+from testtime.serve.protection import Caller, Lease
 from testtime.serve.responses import Kind, Reply
 from testtime.serve.routing import with_request_options
 from testtime.serve.schemas import ChatCompletionRequest, CompletionRequest, TesttimeOptions
@@ -44,7 +44,8 @@ Authed = Annotated[Caller, Depends(caller)]
 async def health(request: Request) -> dict[str, Any]:
     """Liveness plus what is served and how busy the server is."""
     gw = gateway(request)
-    return {"status": "ok", "backend": gw.backend.name, "model": gw.router.upstream_model,
+    return {"status": "ok", "backend": gw.backend.name.partition(":")[0],
+            "model": gw.router.upstream_model,
             "upstream_ready": request.app.state.upstream_ready,
             "running": gw.limiter.running, "queued": gw.limiter.waiting,
             "uptime_s": round(time.time() - gw.started, 1)}
@@ -91,15 +92,29 @@ async def _serve(request: Request, body: ChatCompletionRequest | CompletionReque
                  problems: list[Problem], kind: Kind, max_tokens: int | None,
                  who: Caller) -> Response:
     gw = gateway(request)
-    gw.guard.admit(who)
-    opts = body.testtime or TesttimeOptions()
-    route = gw.router.resolve(body.model, opts.strategy)
-    request.state.log["strategy"] = route.spec
-    strategy = with_request_options(route.strategy, temperature=body.temperature,
-                                    max_tokens=max_tokens)
-    seed = opts.seed if opts.seed is not None else (
-        body.seed % 2**31 if body.seed is not None else None)
-    job = gw.job(problems, body.n, strategy, route.spec, opts.budget, seed, who)
+    key_lease = gw.guard.admit(who)
+    try:
+        opts = body.testtime or TesttimeOptions()
+        route = gw.router.resolve(body.model, opts.strategy)
+        request.state.log["strategy"] = route.spec
+        strategy = with_request_options(route.strategy, temperature=body.temperature,
+                                        max_tokens=max_tokens,
+                                        policy=gw.router.policy if route.client else None)
+        seed = opts.seed if opts.seed is not None else (
+            body.seed % 2**31 if body.seed is not None else None)
+        job = gw.job(problems, body.n, strategy, route.public, opts.budget, seed, who,
+                     request_id=str(getattr(request.state, "request_id", "-")),
+                     param=route.param)
+        try:
+            slot = await gw.limiter.acquire()
+        except ApiError:
+            if who.key is not None:
+                gw.refused(who.label, "busy")
+            raise
+    except BaseException:
+        key_lease.release()
+        raise
+    lease = Lease(slot.release, key_lease.release)
     reply = Reply(kind, new_id("chatcmpl" if kind == "chat" else "cmpl"), body.model,
                   details=opts.details)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -111,7 +126,6 @@ async def _serve(request: Request, body: ChatCompletionRequest | CompletionReque
                                  generated_tokens=usage.generated_tokens,
                                  verifier_tokens=usage.verifier_tokens, calls=usage.calls)
 
-    lease = await gw.limiter.acquire()
     try:
         if body.stream and gw.can_stream_tokens(job):
             pieces = gw.stream_single(job)

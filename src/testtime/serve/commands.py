@@ -35,8 +35,9 @@ def register(app: typer.Typer) -> None:
                               default_strategy=strategy)
             if api_key:
                 keys: dict[str, dict[str, object]] = {k: {} for k in api_key}
-                cfg = cfg.model_validate({**cfg.model_dump(), "api_keys": {
-                    **keys, **cfg.model_dump()["api_keys"]}})
+                given = cfg.model_dump(exclude_unset=True)
+                cfg = cfg.model_validate({**given, "api_keys": {
+                    **keys, **given.get("api_keys", {})}})
             app = create_app(cfg)
         except USER_ERRORS as exc:
             fail(str(exc))

@@ -8,10 +8,18 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from testtime.budget import Budget
 from testtime.models import DEFAULT_MODEL
+from testtime.registry import Bound, ClientPolicy
 
 ENV_PREFIX = "TESTTIME_SERVE_"
 KEYS_ENV = "TESTTIME_API_KEYS"
@@ -22,13 +30,46 @@ class ConfigError(ValueError):
 
 
 class KeyConfig(BaseModel):
-    """One API key's policy: a display name and an optional lifetime token cap."""
+    """One API key's policy: a display name, a lifetime token cap and rate limits."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str | None = None
     budget_tokens: int | None = Field(default=None, ge=1,
                                       description="total tokens this key may cause")
+    rpm: int | None = Field(default=None, ge=1, description="requests per minute")
+    tpm: int | None = Field(default=None, ge=1, description="tokens per minute")
+    concurrency: int | None = Field(default=None, ge=1,
+                                    description="requests of this key running at once")
+
+
+class Limit(BaseModel):
+    """Inclusive bounds on a client-settable option (a bare number in the config is ``max``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_number(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return {"max": value}
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Limit:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        return self
+
+    def bound(self) -> Bound:
+        """The registry's Bound for these limits."""
+        return Bound(self.min, self.max)
+
+
+DEFAULT_VERIFIERS = ["confidence", "judge", "judge-select", "rpc"]
 
 
 class ServeConfig(BaseModel):
@@ -46,7 +87,18 @@ class ServeConfig(BaseModel):
                                        description="alias → strategy spec, listed as models")
     allowed_strategies: list[str] | None = Field(
         default=None, description="strategy names clients may ask for (default: all)")
+    allowed_verifiers: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_VERIFIERS),
+        description="verifier names a request's strategy spec may nest")
+    client_limits: dict[str, Limit] = Field(
+        default_factory=dict,
+        description="bounds on options a request sets: OPTION or NAME.OPTION → max or "
+                    "{min, max}, e.g. n = 16, max_tokens = 2048, \"beam.width\" = 8")
     api_keys: dict[str, KeyConfig] = Field(default_factory=dict)
+    key_defaults: KeyConfig = Field(
+        default_factory=KeyConfig,
+        description="limits of every key whose own entry does not set them (budget_tokens, "
+                    "rpm, tpm, concurrency), e.g. for keys given by TESTTIME_API_KEYS")
     request_budget: str = Field(default="tokens=16384",
                                 description="per-request Budget, e.g. tokens=8192,calls=64")
     max_body_bytes: int = Field(default=1_000_000, ge=256)
@@ -57,6 +109,17 @@ class ServeConfig(BaseModel):
     request_timeout: float = Field(default=300.0, gt=0)
     log_level: str = "INFO"
 
+    @field_validator("allowed_verifiers")
+    @classmethod
+    def _verifiers_exist(cls, value: list[str]) -> list[str]:
+        from testtime.verifiers import verifiers
+
+        unknown = sorted(set(value) - set(verifiers.names()))
+        if unknown:
+            raise ValueError(f"unknown verifier(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(verifiers.names())}")
+        return value
+
     @field_validator("request_budget")
     @classmethod
     def _budget_parses(cls, value: str) -> str:
@@ -66,6 +129,18 @@ class ServeConfig(BaseModel):
     def budget(self) -> Budget:
         """The per-request Budget."""
         return Budget.parse(self.request_budget)
+
+    def keys(self) -> dict[str, KeyConfig]:
+        """Each key's policy: its own settings, the rest from ``key_defaults``."""
+        defaults = self.key_defaults.model_dump(exclude={"name"})
+        return {key: KeyConfig.model_validate({**defaults, **cfg.model_dump(
+                    exclude_unset=True)}) for key, cfg in self.api_keys.items()}
+
+    def client_policy(self) -> ClientPolicy:
+        """What specs that arrive in requests may choose (the spec parser's client mode)."""
+        return ClientPolicy(
+            allowed={"strategy": self.allowed_strategies, "verifier": self.allowed_verifiers},
+            limits={k: v.bound() for k, v in self.client_limits.items()})
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -37,9 +39,12 @@ class ApiError(Exception):
 
 def error_body(status: int, message: str, code: str | None = None,
                param: str | None = None) -> dict[str, Any]:
-    """``{"error": {"message", "type", "param", "code"}}`` as OpenAI returns it."""
+    """``{"error": {"message", "type", "param", "code"}}`` as OpenAI returns it.
+
+    Every error has a ``code``: the given one, else the usual one for its status.
+    """
     return {"error": {"message": message, "type": _TYPES.get(status, "server_error"),
-                      "param": param, "code": code}}
+                      "param": param, "code": code or _CODES.get(status, "error")}}
 
 
 def error_response(status: int, message: str, code: str | None = None,
@@ -50,18 +55,45 @@ def error_response(status: int, message: str, code: str | None = None,
                         headers=headers)
 
 
-def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+_CODES = {400: "invalid_request", 401: "invalid_api_key", 403: "forbidden", 404: "not_found",
+          405: "method_not_allowed", 413: "request_too_large", 415: "unsupported_media_type",
+          422: "invalid_request", 429: "rate_limit_exceeded", 500: "internal_error",
+          502: "upstream_error", 503: "unavailable", 504: "timeout"}
+
+
+_UNION_TAG = re.compile(r"^(str|int|float|bool|none|list\[.*|dict\[.*|[A-Za-z_-]+\[.*\])$")
+
+
+def _nonfinite(value: Any) -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return None
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None, str]:
+    """The message, ``param`` and ``code`` for the first problem of a request body."""
     errors = exc.errors()
     if not errors:
-        return "invalid request body", None
+        return "invalid request body", None, "invalid_request"
     first = errors[0]
-    if first.get("type") == "json_invalid":
-        return f"request body is not valid JSON: {first.get('msg', '')}", None
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    kind = str(first.get("type", ""))
+    if kind == "json_invalid":
+        return f"request body is not valid JSON: {first.get('msg', '')}", None, "invalid_json"
+    loc = [str(p) for p in first.get("loc", ()) if p != "body" and not _UNION_TAG.match(str(p))]
     param = ".".join(loc) or None
     msg = str(first.get("msg", "invalid value"))
+    code = "invalid_request"
+    if kind == "missing":
+        code = "missing_required_parameter"
+    elif kind.endswith("_type") or kind in ("literal_error", "model_attributes_type"):
+        code = "invalid_type"
+    elif kind == "extra_forbidden":
+        code = "unknown_parameter"
+    bad = _nonfinite(first.get("input"))
+    if bad is not None:
+        msg, code = f"{bad} is not a valid number; send a finite number", "invalid_value"
     more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-    return (f"{param}: {msg}{more}" if param else f"{msg}{more}"), param
+    return (f"{param}: {msg}{more}" if param else f"{msg}{more}"), param, code
 
 
 def install_handlers(app: FastAPI) -> None:
@@ -73,19 +105,21 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        message, param = _validation_message(exc)
-        return error_response(400, message, "invalid_request", param)
+        message, param, code = _validation_message(exc)
+        return error_response(400, message, code, param)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         status = exc.status_code
-        code = {404: "not_found", 405: "method_not_allowed"}.get(status)
-        return error_response(status, str(exc.detail), code)
+        return error_response(status, str(exc.detail), _CODES.get(status, "error"),
+                              headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error", extra={"request_id": _rid(request)})
-        return error_response(500, f"internal error ({type(exc).__name__})", "internal_error")
+        rid = _rid(request)
+        log.exception("unexpected error", extra={"request_id": rid})
+        return error_response(500, f"internal error (request {rid}; the server log has the "
+                              "details)", "internal_error")
 
 
 def _rid(request: Request) -> str:

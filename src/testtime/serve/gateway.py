@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
@@ -18,18 +19,51 @@ from typing import Any
 
 from testtime.backends.base import Backend, BackendError
 from testtime.budget import Budget, BudgetExhausted
+from testtime.code.problems import CodeProblemError
 from testtime.registry import SpecError
 from testtime.serve.config import ServeConfig
 from testtime.serve.errors import ApiError
 from testtime.serve.metrics import Metrics
 from testtime.serve.protection import Caller, KeyGuard, Limiter
 from testtime.serve.routing import Router
+from testtime.strategies.adaptive import PolicyError
 from testtime.strategies.base import Context
 from testtime.strategies.single import Single
 from testtime.types import Generation, GenerationRequest, Problem, Result, Usage
+from testtime.verifiers.base import UnfitProblem
+from testtime.verifiers.verdicts import JudgeError
 
 log = logging.getLogger("testtime.serve")
 CANCEL_GRACE = 5.0  # seconds a timed-out or abandoned request waits for its work to stop
+
+
+def client_budget_of(text: str) -> Budget:
+    """The Budget a request asks for; a 400 naming ``testtime.budget`` if it does not parse."""
+    try:
+        budget = Budget.parse(text)
+    except (ValueError, OverflowError) as exc:
+        raise ApiError(400, f"bad budget: {exc}", "invalid_request", "testtime.budget") from None
+    for name, value in budget.model_dump().items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ApiError(400, f"bad budget: {name} must be a finite number",
+                           "invalid_request", "testtime.budget")
+    return budget
+
+
+def check_fits(strategy: Any, problems: list[Problem], param: str = "model") -> None:
+    """Refuse (400) a strategy whose own verifier cannot score these problems."""
+    own = getattr(strategy, "make_verifier", None)
+    verifier = own(None) if callable(own) else None
+    if verifier is None:
+        return
+    name = getattr(verifier, "spec", type(verifier).__name__)
+    if getattr(verifier, "needs_reference", False) and any(p.reference is None for p in problems):
+        raise ApiError(400, f"verifier {name!r} needs a reference answer, which a request "
+                       "does not carry", "invalid_strategy", param)
+    kinds = getattr(verifier, "problem_kinds", ())
+    if kinds and any(p.kind not in kinds for p in problems):
+        raise ApiError(400, f"verifier {name!r} scores only {'/'.join(kinds)} problems; "
+                       "this request is free text", "invalid_strategy", param)
 
 
 def tighter(a: Budget, b: Budget) -> Budget:
@@ -53,6 +87,8 @@ class Job:
     budget: Budget
     seed: int | None
     caller: Caller
+    request_id: str = "-"
+    param: str = "model"
     contexts: list[Context] = field(default_factory=list)
 
     def usage(self) -> Usage:
@@ -67,9 +103,9 @@ class Gateway:
         self.config = config
         self.backend = backend
         self.router = router
-        self.guard = KeyGuard(config.api_keys)
-        self.limiter = Limiter(config.max_concurrency, config.max_queue, config.queue_timeout)
         self.metrics = Metrics()
+        self.guard = KeyGuard(config.keys(), on_refuse=self.refused)
+        self.limiter = Limiter(config.max_concurrency, config.max_queue, config.queue_timeout)
         self.started = time.time()
         self.metrics.gauge("testtime_gateway_requests_running", "Requests running a strategy.",
                            lambda: self.limiter.running)
@@ -78,23 +114,27 @@ class Gateway:
         self.metrics.gauge("testtime_gateway_requests_refused", "Requests refused as busy.",
                            lambda: self.limiter.refused)
 
+    def refused(self, key: str, reason: str) -> None:
+        """Count a request refused for ``key`` (its label) by one of its limits."""
+        self.metrics.inc("testtime_gateway_key_refusals_total",
+                         "Requests refused by a key's limits, by key name and reason.",
+                         key=key, reason=reason)
+
     def job(self, problems: list[Problem], n: int, strategy: Any, spec: str,
-            client_budget: str | None, seed: int | None, caller: Caller) -> Job:
+            client_budget: str | None, seed: int | None, caller: Caller,
+            request_id: str = "-", param: str = "model") -> Job:
         """A Job whose per-choice budget is the tightest of server, client and key limits."""
         if len(problems) * n > self.config.max_choices:
             raise ApiError(400, f"{len(problems)} prompt(s) × n={n} exceeds this server's "
                            f"limit of {self.config.max_choices} choices", "invalid_request", "n")
+        check_fits(strategy, problems, param)
         budget = self.config.budget()
         if client_budget:
-            try:
-                budget = tighter(budget, Budget.parse(client_budget))
-            except ValueError as exc:
-                raise ApiError(400, f"bad budget: {exc}", "invalid_request",
-                               "testtime.budget") from None
+            budget = tighter(budget, client_budget_of(client_budget))
         if caller.remaining is not None:
             share = max(caller.remaining // (len(problems) * n), 1)
             budget = tighter(budget, Budget(total_tokens=share))
-        return Job(problems, n, strategy, spec, budget, seed, caller)
+        return Job(problems, n, strategy, spec, budget, seed, caller, request_id, param)
 
     def context(self, job: Job, index: int) -> Context:
         """A fresh Context for choice ``index`` of ``job``."""
@@ -176,14 +216,26 @@ class Gateway:
         except BackendError as exc:
             self.metrics.inc("testtime_gateway_upstream_errors_total",
                              "Requests failed by the upstream, by kind.", kind="error")
-            raise ApiError(502, f"upstream failed: {exc}", "upstream_error") from None
+            log.warning("upstream failed", extra={"request_id": job.request_id,
+                                                  "error": str(exc)})
+            raise ApiError(502, f"upstream failed (request {job.request_id}; the server log "
+                           "has the details)", "upstream_error") from None
         except TimeoutError:
             self.metrics.inc("testtime_gateway_upstream_errors_total",
                              "Requests failed by the upstream, by kind.", kind="timeout")
             raise ApiError(504, f"no answer within {self.config.request_timeout:g}s",
                            "timeout") from None
         except SpecError as exc:
-            raise ApiError(400, str(exc), "invalid_strategy") from None
+            raise ApiError(400, str(exc), "invalid_strategy", job.param) from None
+        except PolicyError as exc:
+            log.warning("unusable policy", extra={"request_id": job.request_id,
+                                                  "error": str(exc)})
+            raise ApiError(400, f"the strategy's policy cannot be used (request "
+                           f"{job.request_id}; the server log has the details)",
+                           "invalid_strategy", job.param) from None
+        except (UnfitProblem, CodeProblemError, JudgeError) as exc:
+            raise ApiError(400, f"the strategy cannot answer this request: {exc}",
+                           "invalid_strategy", job.param) from None
         finally:
             usage = job.usage()
             self.guard.charge(job.caller, usage.total_tokens)

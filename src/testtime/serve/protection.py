@@ -1,17 +1,23 @@
-"""Bearer API keys with per-key token caps, and a concurrency limit with a bounded queue."""
+"""Bearer API keys with per-key caps and rate limits, and a concurrency limit with a queue."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import hmac
+import math
 import threading
-from collections.abc import AsyncIterator
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import NoReturn
 
 from testtime.serve.config import KeyConfig
 from testtime.serve.errors import ApiError
+
+WINDOW = 60.0  # seconds of the per-minute limits
 
 
 @dataclass(frozen=True)
@@ -23,13 +29,39 @@ class Caller:
     remaining: int | None
 
 
-class KeyGuard:
-    """Checks bearer keys and keeps each key's lifetime token spend against its cap."""
+class KeyUsage:
+    """One key's recent requests and tokens (last minute) and its requests in flight."""
 
-    def __init__(self, keys: dict[str, KeyConfig]) -> None:
+    def __init__(self) -> None:
+        self.spent = 0
+        self.running = 0
+        self.requests: deque[float] = deque()
+        self.tokens: deque[tuple[float, int]] = deque()
+        self.window_tokens = 0
+
+    def expire(self, now: float) -> None:
+        """Forget what happened more than a minute ago."""
+        while self.requests and self.requests[0] <= now - WINDOW:
+            self.requests.popleft()
+        while self.tokens and self.tokens[0][0] <= now - WINDOW:
+            self.window_tokens -= self.tokens.popleft()[1]
+
+
+class KeyGuard:
+    """Checks bearer keys and keeps each key's limits: lifetime tokens, rpm, tpm, concurrency.
+
+    A refusal is a 429 with ``Retry-After`` (seconds until the limit frees up), reported to
+    ``on_refuse(key label, reason)``.
+    """
+
+    def __init__(self, keys: dict[str, KeyConfig],
+                 clock: Callable[[], float] = time.monotonic,
+                 on_refuse: Callable[[str, str], None] | None = None) -> None:
         self.keys = dict(keys)
-        self._spent: dict[str, int] = dict.fromkeys(self.keys, 0)
+        self._usage: dict[str, KeyUsage] = {k: KeyUsage() for k in self.keys}
         self._lock = threading.Lock()
+        self._clock = clock
+        self._on_refuse = on_refuse
 
     @property
     def enabled(self) -> bool:
@@ -58,27 +90,76 @@ class KeyGuard:
         return name or "key-" + hashlib.sha256(key.encode()).hexdigest()[:8]
 
     def remaining(self, key: str) -> int | None:
-        """Tokens the key may still spend, or None when it has no cap."""
-        cap = self.keys[key].budget_tokens
+        """Tokens the key may still spend now: the tighter of its cap and its tpm, or None."""
+        cfg = self.keys[key]
+        usage = self._usage[key]
+        left: list[int] = []
         with self._lock:
-            return None if cap is None else max(cap - self._spent[key], 0)
+            if cfg.budget_tokens is not None:
+                left.append(max(cfg.budget_tokens - usage.spent, 0))
+            if cfg.tpm is not None:
+                usage.expire(self._clock())
+                left.append(max(cfg.tpm - usage.window_tokens, 0))
+        return min(left) if left else None
 
-    def admit(self, caller: Caller) -> None:
-        """Refuse (429) a caller whose cap is spent."""
-        if caller.remaining is not None and caller.remaining <= 0:
-            raise ApiError(429, f"token budget of {caller.label} is spent", "insufficient_quota")
+    def admit(self, caller: Caller) -> Lease:
+        """Let the caller's request in, or refuse it (429); the Lease ends it for concurrency."""
+        if caller.key is None:
+            return Lease()
+        cfg = self.keys[caller.key]
+        usage = self._usage[caller.key]
+        with self._lock:
+            now = self._clock()
+            usage.expire(now)
+            if cfg.budget_tokens is not None and usage.spent >= cfg.budget_tokens:
+                self._refuse(caller, "quota", f"token budget of {caller.label} is spent",
+                             "insufficient_quota", None)
+            if cfg.concurrency is not None and usage.running >= cfg.concurrency:
+                self._refuse(caller, "concurrency", f"{caller.label} already has "
+                             f"{usage.running} requests running (limit {cfg.concurrency})",
+                             "rate_limit_exceeded", 1.0)
+            if cfg.rpm is not None and len(usage.requests) >= cfg.rpm:
+                wait = usage.requests[0] + WINDOW - now
+                self._refuse(caller, "rpm", f"{caller.label} reached its limit of {cfg.rpm} "
+                             "requests per minute", "rate_limit_exceeded", wait)
+            if cfg.tpm is not None and usage.window_tokens >= cfg.tpm:
+                wait, excess = 0.0, usage.window_tokens - cfg.tpm
+                for at, tokens in usage.tokens:
+                    wait, excess = at + WINDOW - now, excess - tokens
+                    if excess < 0:
+                        break
+                self._refuse(caller, "tpm", f"{caller.label} reached its limit of {cfg.tpm} "
+                             "tokens per minute", "rate_limit_exceeded", wait)
+            usage.requests.append(now)
+            usage.running += 1
+        return Lease(lambda: self._finish(usage))
+
+    def _finish(self, usage: KeyUsage) -> None:
+        with self._lock:
+            usage.running -= 1
+
+    def _refuse(self, caller: Caller, reason: str, message: str, code: str,
+                wait: float | None) -> NoReturn:
+        if self._on_refuse is not None:
+            self._on_refuse(caller.label, reason)
+        headers = {} if wait is None else {"Retry-After": str(max(math.ceil(wait), 1))}
+        raise ApiError(429, message, code, headers=headers)
 
     def charge(self, caller: Caller, tokens: int) -> None:
-        """Add what a request cost to its key's spend."""
+        """Add what a request cost to its key's spend (lifetime and last minute)."""
         if caller.key is None:
             return
+        usage = self._usage[caller.key]
         with self._lock:
-            self._spent[caller.key] += tokens
+            usage.spent += tokens
+            if tokens:
+                usage.tokens.append((self._clock(), tokens))
+                usage.window_tokens += tokens
 
     def spent(self) -> dict[str, int]:
         """Tokens spent per key label."""
         with self._lock:
-            return {self.label(k): v for k, v in self._spent.items()}
+            return {self.label(k): u.spent for k, u in self._usage.items()}
 
 
 class Limiter:
@@ -86,37 +167,49 @@ class Limiter:
 
     Beyond that a request is refused at once with 429 and ``Retry-After``, so overload turns
     into back-pressure on clients instead of unbounded queues and timeouts for everyone.
+    Admission counts the requests it has let in (running or waiting) itself, so a burst is
+    refused only when ``limit + queue`` of them are really in: a slot that was just released
+    but whose next waiter has not resumed yet still counts as free capacity taken, not as
+    "busy".
     """
 
     def __init__(self, limit: int, queue: int, wait: float) -> None:
         self.limit = limit
         self.queue = queue
         self.wait = wait
+        self.admitted = 0
         self.running = 0
-        self.waiting = 0
         self.refused = 0
         self._sem = asyncio.Semaphore(limit)
 
+    @property
+    def waiting(self) -> int:
+        """Requests let in that do not hold a slot yet."""
+        return self.admitted - self.running
+
     async def acquire(self) -> Lease:
         """Wait for a slot (bounded); the returned Lease frees it, once, when released."""
-        if self._sem.locked() and self.waiting >= self.queue:
+        if self.admitted >= self.limit + self.queue:
             self.refused += 1
             raise ApiError(429, f"server busy: {self.running} running, {self.waiting} queued",
                            "server_busy", headers={"Retry-After": "1"})
-        self.waiting += 1
+        self.admitted += 1
         try:
             await asyncio.wait_for(self._sem.acquire(), timeout=self.wait)
         except TimeoutError:
+            self.admitted -= 1
             self.refused += 1
             raise ApiError(429, f"server busy: no slot free within {self.wait:g}s",
                            "server_busy", headers={"Retry-After": "1"}) from None
-        finally:
-            self.waiting -= 1
+        except BaseException:
+            self.admitted -= 1
+            raise
         self.running += 1
-        return Lease(self)
+        return Lease(self._release)
 
     def _release(self) -> None:
         self.running -= 1
+        self.admitted -= 1
         self._sem.release()
 
     @asynccontextmanager
@@ -130,13 +223,14 @@ class Limiter:
 
 
 class Lease:
-    """One held Limiter slot; ``release`` is idempotent."""
+    """Something held for a request (a slot, a key's concurrency); ``release`` is idempotent."""
 
-    def __init__(self, limiter: Limiter) -> None:
-        self._limiter: Limiter | None = limiter
+    def __init__(self, *releases: Callable[[], None]) -> None:
+        self._releases: list[Callable[[], None]] | None = list(releases)
 
     def release(self) -> None:
-        """Give the slot back (later calls do nothing)."""
-        if self._limiter is not None:
-            limiter, self._limiter = self._limiter, None
-            limiter._release()
+        """Give everything back (later calls do nothing)."""
+        if self._releases is not None:
+            releases, self._releases = self._releases, None
+            for release in releases:
+                release()

@@ -6,18 +6,33 @@ Model names the gateway understands:
 - a configured alias (``sc8``): its spec;
 - ``SPEC@MODEL`` (``self-consistency:n=8@smollm2-135m``): SPEC (or an alias) on MODEL;
 - a bare strategy spec (``self-consistency:n=8``).
+
+The operator's specs (default strategy, aliases) have full power; every other spec came from
+the request and is built in the spec parser's client mode (:class:`ClientPolicy`).
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from testtime.registry import SpecError, split_spec
+from testtime.registry import (
+    CLIENT,
+    ClientPolicy,
+    SpecError,
+    SpecForbidden,
+    build,
+    field_trust,
+    redact,
+    split_spec,
+)
 from testtime.serve.config import ServeConfig
 from testtime.serve.errors import ApiError
-from testtime.strategies import make_strategy, strategies
+from testtime.strategies import strategies
+
+KEPT_STRATEGIES = 256
 
 
 @dataclass(frozen=True)
@@ -26,6 +41,13 @@ class Route:
 
     spec: str
     strategy: Any
+    param: str = "model"
+    client: bool = False
+
+    @property
+    def public(self) -> str:
+        """The spec as clients see it (operator-only values hidden)."""
+        return redact(strategies, self.spec)
 
 
 class Router:
@@ -34,78 +56,108 @@ class Router:
     def __init__(self, config: ServeConfig, upstream_model: str) -> None:
         self.config = config
         self.upstream_model = upstream_model
-        self._cache: dict[str, Any] = {}
+        self.policy: ClientPolicy = config.client_policy()
+        self._cache: OrderedDict[tuple[str, bool], Any] = OrderedDict()
         self.created = int(time.time())
-        self._build(config.default_strategy, "default_strategy")
+        self._build(config.default_strategy, "default_strategy", client=False)
         for alias, spec in config.strategies.items():
-            self._build(spec, f"strategies.{alias}")
+            self._build(spec, f"strategies.{alias}", client=False)
 
     def resolve(self, model: str, override: str | None = None) -> Route:
-        """The Route for a request naming ``model`` with an optional strategy override."""
-        spec = self._spec_for_model(model)
+        """The Route for a request naming ``model`` with an optional strategy override.
+
+        Aliases and the default strategy are the operator's; any other spec is the client's.
+        """
+        spec, client = self._spec_for_model(model)
         param = "model"
         if override is not None:
-            spec, param = self.config.strategies.get(override, override), "testtime.strategy"
-        return Route(spec=spec, strategy=self._build(spec, param))
+            param = "testtime.strategy"
+            client = override not in self.config.strategies
+            spec = self.config.strategies.get(override, override)
+        return Route(spec=spec, strategy=self._build(spec, param, client=client), param=param,
+                     client=client)
 
-    def _spec_for_model(self, model: str) -> str:
+    def _spec_for_model(self, model: str) -> tuple[str, bool]:
         aliases = self.config.strategies
         if "@" in model:
             spec, _, target = model.rpartition("@")
             if target != self.upstream_model:
                 raise ApiError(404, f"model {target!r} is not served here; this gateway serves "
                                f"{self.upstream_model!r}", "model_not_found", "model")
-            return aliases.get(spec, spec)
+            return (aliases[spec], False) if spec in aliases else (spec, True)
         if model == self.upstream_model:
-            return self.config.default_strategy
+            return self.config.default_strategy, False
         if model in aliases:
-            return aliases[model]
+            return aliases[model], False
         name = model.partition(":")[0].strip()
         if name in strategies.names():
-            return model
+            return model, True
         raise ApiError(404, f"model {model!r} does not exist; GET /v1/models lists the served "
                        "models and strategies", "model_not_found", "model")
 
-    def _build(self, spec: str, param: str) -> Any:
-        if spec in self._cache:
-            return self._cache[spec]
+    def _build(self, spec: str, param: str, *, client: bool) -> Any:
+        key = (spec, client)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
         try:
             name, _ = split_spec(spec)
             allowed = self.config.allowed_strategies
             if allowed is not None and name not in allowed:
                 raise SpecError(f"strategy {name!r} is not enabled on this server; enabled: "
                                 f"{', '.join(allowed) or 'none'}")
-            strategy = make_strategy(spec)
+            strategy = build(strategies, spec, client=self.policy if client else None)
+        except SpecForbidden as exc:
+            raise ApiError(400, str(exc), exc.code, param) from None
         except SpecError as exc:
             raise ApiError(400, str(exc), "invalid_strategy", param) from None
-        if len(self._cache) < 1024:
-            self._cache[spec] = strategy
+        self._cache[key] = strategy
+        while len(self._cache) > KEPT_STRATEGIES:
+            self._cache.popitem(last=False)
         return strategy
 
     def models(self) -> list[dict[str, Any]]:
         """The ``/v1/models`` entries: the upstream model, aliases, and SPEC@MODEL forms."""
         def entry(model_id: str, spec: str) -> dict[str, Any]:
             return {"id": model_id, "object": "model", "created": self.created,
-                    "owned_by": "testtime", "testtime": {"strategy": spec}}
+                    "owned_by": "testtime", "testtime": {"strategy": redact(strategies, spec)}}
 
         out = [entry(self.upstream_model, self.config.default_strategy)]
         out += [entry(alias, spec) for alias, spec in self.config.strategies.items()]
         names = self.config.allowed_strategies or strategies.names()
         out += [entry(f"{name}@{self.upstream_model}", name) for name in names
-                if name in strategies.names()]
+                if name in strategies.names() and client_can_name(name)]
         return out
 
 
+def client_can_name(name: str) -> bool:
+    """Whether a client can ask for strategy ``name`` by itself (no operator-only option is
+    required, as ``adaptive``'s policy file is)."""
+    fields = strategies.get(name).model_fields
+    return all(field_trust(f) is CLIENT for f in fields.values() if f.is_required())
+
+
 def with_request_options(strategy: Any, *, temperature: float | None,
-                         max_tokens: int | None) -> Any:
-    """A copy of ``strategy`` using the request's temperature and max_tokens where it has them."""
+                         max_tokens: int | None, policy: ClientPolicy | None = None) -> Any:
+    """A fresh copy of ``strategy`` using the request's temperature and max_tokens.
+
+    These are client-set values, so the operator's ``client_limits`` (``policy``) bound them.
+    The copy is the request's own (its verifier and that verifier's score cache too), so
+    nothing a request leaves behind outlives it.
+    """
     fields = type(strategy).model_fields
     update = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens))
               if v is not None and k in fields}
-    if not update:
-        return strategy
+    name = getattr(strategy, "registered_name", type(strategy).__name__)
+    for key, value in update.items():
+        try:
+            if policy is not None:
+                policy.check_bound("strategy", name, key, value)
+        except SpecForbidden as exc:
+            raise ApiError(400, str(exc), exc.code, key) from None
     try:
         return type(strategy).model_validate({**strategy.model_dump(), **update})
     except ValueError as exc:
+        param = next(iter(update)) if len(update) == 1 else None
         raise ApiError(400, f"request options do not fit the strategy: {exc}",
-                       "invalid_request") from None
+                       "invalid_request", param) from None

@@ -3,6 +3,9 @@
 Unknown OpenAI fields (``top_p``, ``stop``, ``user``, penalties, ...) are accepted and ignored
 so standard clients work; testtime's own options travel in the ``testtime`` object, which the
 openai client sends with ``extra_body={"testtime": {...}}``.
+
+Validation is strict, as OpenAI's is: no coercion (``"n": "2"``, ``"n": true`` and
+``"stream": "yes"`` are refused), and numbers must be finite.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class TesttimeOptions(BaseModel):
     """testtime's extension of a request: strategy, details in the reply, a tighter budget."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     strategy: str | None = Field(default=None, max_length=512,
                                  description="strategy spec, e.g. self-consistency:n=8")
@@ -29,7 +32,7 @@ class TesttimeOptions(BaseModel):
 class StreamOptions(BaseModel):
     """OpenAI ``stream_options``."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     include_usage: bool = False
 
@@ -37,7 +40,7 @@ class StreamOptions(BaseModel):
 class ContentPart(BaseModel):
     """One part of a message's content; only ``text`` parts are understood."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     type: str = Field(max_length=64)
     text: str | None = None
@@ -46,7 +49,7 @@ class ContentPart(BaseModel):
 class ChatMessage(BaseModel):
     """One chat message as OpenAI clients send it."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
@@ -54,7 +57,7 @@ class ChatMessage(BaseModel):
 
 
 class _Common(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
 
     model: str = Field(min_length=1, max_length=512)
     max_tokens: int | None = Field(default=None, ge=1, le=131072)

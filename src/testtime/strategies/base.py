@@ -10,7 +10,7 @@ import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -18,7 +18,7 @@ from testtime.answers import extract_answer
 from testtime.backends.base import Backend
 from testtime.budget import Budget, BudgetExhausted, Ledger
 from testtime.code.extract import extract_code
-from testtime.registry import Registry, build
+from testtime.registry import Nested, Registry, build
 from testtime.types import (
     Candidate,
     Generation,
@@ -160,7 +160,8 @@ class StrategySettings(BaseModel):
 
     temperature: float = Field(default=0.8, ge=0.0, le=2.0)
     max_tokens: int = Field(default=512, ge=1, le=131072)
-    verifier: str | None = Field(default=None, description="verifier spec; default: --verifier")
+    verifier: Annotated[str | None, Nested("verifier")] = Field(
+        default=None, description="verifier spec; default: --verifier")
     _verifier: Verifier | None = PrivateAttr(default=None)
 
     def model_post_init(self, __context: object) -> None:

@@ -35,14 +35,22 @@ class Verifier(Protocol):
         ...
 
 
+class UnfitProblem(ValueError):
+    """A verifier asked to score a problem it cannot score (no reference, not code, ...)."""
+
+
 class VerifierSettings(BaseModel):
-    """Base for verifiers: validated, immutable options."""
+    """Base for verifiers: validated, immutable options.
+
+    ``problem_kinds`` lists the problem kinds the verifier can score (empty: any).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     needs_logprobs: ClassVar[bool] = False
     needs_reference: ClassVar[bool] = False
     cacheable: ClassVar[bool] = True
+    problem_kinds: ClassVar[tuple[str, ...]] = ()
 
 
 verifiers: Registry[Any] = Registry("verifier")

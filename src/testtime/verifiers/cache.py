@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 from testtime.types import Candidate, Problem, Score
 from testtime.verifiers.base import Verifier, VerifyContext
+
+KEPT_SCORES = 4096
 
 
 class CachedVerifier:
@@ -15,7 +18,9 @@ class CachedVerifier:
 
     Verifiers whose score of one candidate depends on the others (``cacheable = False``, e.g.
     listwise selection) are passed through. Attributes not defined here come from the wrapped
-    verifier, so the wrapper can stand wherever the verifier did.
+    verifier, so the wrapper can stand wherever the verifier did. The newest ``KEPT_SCORES``
+    scores are kept (least recently used go first), so a verifier that lives as long as a
+    server does not grow with every request it scores.
     """
 
     def __init__(self, inner: Verifier, spec: str) -> None:
@@ -26,7 +31,7 @@ class CachedVerifier:
         self.cacheable = bool(getattr(inner, "cacheable", True))
         self.hits = 0
         self.misses = 0
-        self._scores: dict[tuple[str, str, str, int], Score] = {}
+        self._scores: OrderedDict[tuple[str, str, str, int], Score] = OrderedDict()
         self._lock = asyncio.Lock()
 
     def __getattr__(self, name: str) -> Any:
@@ -43,9 +48,10 @@ class CachedVerifier:
         if not self.cacheable:
             return await self.inner.score(problem, candidates, ctx)
         keys = [self._key(problem, c, ctx) for c in candidates]
+        found = {k: self._scores[k] for k in keys if k in self._scores}
         todo: dict[tuple[str, str, str, int], Candidate] = {}
         for k, c in zip(keys, candidates, strict=True):
-            if k not in self._scores and k not in todo:
+            if k not in found and k not in todo:
                 todo[k] = c
         self.misses += len(todo)
         self.hits += len(candidates) - len(todo)
@@ -54,5 +60,10 @@ class CachedVerifier:
             if len(fresh) != len(todo):
                 raise ValueError(f"verifier {self.spec!r} returned {len(fresh)} scores "
                                  f"for {len(todo)} candidates")
-            self._scores.update(zip(todo, fresh, strict=True))
-        return [self._scores[k] for k in keys]
+            found.update(zip(todo, fresh, strict=True))
+        self._scores.update(found)
+        for k in found:
+            self._scores.move_to_end(k)
+        while len(self._scores) > KEPT_SCORES:
+            self._scores.popitem(last=False)
+        return [found[k] for k in keys]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Annotated
 
 from pydantic import Field
 
+from testtime.registry import OPERATOR
 from testtime.types import Candidate, Problem, Score
 from testtime.verifiers.base import VerifierSettings, VerifyContext, verifiers
 from testtime.verifiers.hf import load, logits_of, off_loop, torch_and_transformers
@@ -27,7 +29,7 @@ class ORMVerifier(VerifierSettings):
     positive: int = Field(default=1, ge=0)
     device: str = "cpu"
     dtype: str = "auto"
-    trust_remote_code: bool = False
+    trust_remote_code: Annotated[bool, OPERATOR] = False
 
     async def score(self, problem: Problem, candidates: Sequence[Candidate],
                     ctx: VerifyContext) -> list[Score]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
+from testtime.registry import OPERATOR
 from testtime.types import Candidate, Problem, Score
 from testtime.verifiers.base import VerifierSettings, VerifyContext, verifiers
 from testtime.verifiers.hf import (
@@ -40,7 +41,7 @@ class PRMVerifier(VerifierSettings):
     agg: Literal["min", "last", "product", "mean"] = "min"
     device: str = "cpu"
     dtype: str = "auto"
-    trust_remote_code: bool = False
+    trust_remote_code: Annotated[bool, OPERATOR] = False
     max_steps: int = Field(default=64, ge=1)
 
     def model_post_init(self, __context: object) -> None:

@@ -7,10 +7,10 @@ from typing import ClassVar
 
 from testtime.answers import is_correct
 from testtime.types import Candidate, Problem, Score
-from testtime.verifiers.base import VerifierSettings, VerifyContext, verifiers
+from testtime.verifiers.base import UnfitProblem, VerifierSettings, VerifyContext, verifiers
 
 
-class MissingReference(ValueError):
+class MissingReference(UnfitProblem):
     """The reference verifier was used on a problem with no known answer."""
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Sequence
-from typing import Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
 from testtime.code.problems import run_candidate
 from testtime.code.sandbox import Limits, Mode, RunResult
+from testtime.registry import OPERATOR
 from testtime.types import Candidate, Problem, Score, Usage
 from testtime.verifiers.base import VerifierSettings, VerifyContext, verifiers
 
@@ -25,12 +26,17 @@ class TestsVerifier(VerifierSettings):
     Bills no tokens: one verifier call per candidate and the sandbox's seconds.
     """
 
-    timeout: float = Field(default=10.0, gt=0, le=600, description="wall seconds per run")
-    cpu: int = Field(default=5, ge=1, le=600, description="CPU seconds per run")
-    memory_mb: int = Field(default=1024, ge=64, le=65536)
-    parallel: int = Field(default=0, ge=0, le=256, description="runs at once; 0: CPU count")
-    sandbox: Mode = "auto"
-    source: Literal["hidden", "examples"] = Field(
+    problem_kinds: ClassVar[tuple[str, ...]] = ("code",)
+
+    timeout: Annotated[float, OPERATOR] = Field(default=10.0, gt=0, le=600,
+                                                description="wall seconds per run")
+    cpu: Annotated[int, OPERATOR] = Field(default=5, ge=1, le=600,
+                                          description="CPU seconds per run")
+    memory_mb: Annotated[int, OPERATOR] = Field(default=1024, ge=64, le=65536)
+    parallel: Annotated[int, OPERATOR] = Field(default=0, ge=0, le=256,
+                                               description="runs at once; 0: CPU count")
+    sandbox: Annotated[Mode, OPERATOR] = "auto"
+    source: Annotated[Literal["hidden", "examples"], OPERATOR] = Field(
         default="hidden", description="the problem's tests, or its docstring examples")
 
     async def score(self, problem: Problem, candidates: Sequence[Candidate],

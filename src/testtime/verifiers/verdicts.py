@@ -6,6 +6,7 @@ import asyncio
 import math
 import re
 import weakref
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 
 from testtime.backends.base import Backend, backend_settings, make_backend
@@ -20,7 +21,8 @@ class JudgeError(ValueError):
     """A generative verifier that has no model to ask or got an unusable answer."""
 
 
-_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Backend]] = (
+KEPT_JUDGES = 16
+_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, OrderedDict[str, Backend]] = (
     weakref.WeakKeyDictionary())
 
 
@@ -28,11 +30,16 @@ def shared_backend(spec: str) -> Backend:
     """The one backend for ``spec`` in the running event loop, built on first use.
 
     Every verifier that names the same judge shares it, so a sweep that builds a verifier
-    per unit still loads the judge's model once.
+    per unit still loads the judge's model once. At most ``KEPT_JUDGES`` are kept per loop
+    (least recently used go first; whoever still holds one keeps it working). Judge specs
+    come from operators only, which the spec parser's client mode enforces.
     """
-    built = _SHARED.setdefault(asyncio.get_running_loop(), {})
+    built = _SHARED.setdefault(asyncio.get_running_loop(), OrderedDict())
     if spec not in built:
         built[spec] = make_backend(spec)
+        while len(built) > KEPT_JUDGES:
+            built.popitem(last=False)
+    built.move_to_end(spec)
     return built[spec]
 
 
