@@ -262,9 +262,7 @@ class ClientPolicy:
                 raise SpecForbidden(f"option {key!r} of {kind} {name!r} is set by the server's "
                                     "operator only", "operator_only_option", key)
             if isinstance(trust, Nested):
-                inner = raw.strip()
-                while len(inner) >= 2 and inner[0] + inner[-1] == "[]":
-                    inner = inner[1:-1].strip()
+                inner = _unwrap(raw)
                 if inner:
                     build(_REGISTRIES[trust.kind], inner, client=self)
 
@@ -298,6 +296,14 @@ def describe(exc: Any, cls: Any) -> str:
     return "; ".join(lines)
 
 
+def _unwrap(value: str) -> str:
+    """A nested spec without the brackets that protect its commas."""
+    inner = value.strip()
+    while len(inner) >= 2 and inner[0] + inner[-1] == "[]":
+        inner = inner[1:-1].strip()
+    return inner
+
+
 def redact(registry: Registry[Any], spec: str) -> str:
     """``spec`` as a client may see it: operator-only values replaced by ``***``.
 
@@ -312,9 +318,7 @@ def redact(registry: Registry[Any], spec: str) -> str:
     for key, value in options.items():
         trust = field_trust(fields[key]) if key in fields else OPERATOR
         if isinstance(trust, Nested):
-            inner = value.strip()
-            while len(inner) >= 2 and inner[0] + inner[-1] == "[]":
-                inner = inner[1:-1].strip()
+            inner = _unwrap(value)
             value = f"[{redact(_REGISTRIES[trust.kind], inner)}]" if inner else value
         elif trust is OPERATOR:
             value = "***"
