@@ -37,8 +37,11 @@ class ScriptedSettings(BackendSettings):
 
 def render(prompt: Prompt) -> str:
     """The flat text a scripted model 'sees', used for cache accounting and responders."""
-    return "\n".join(f"{m.role}: {m.content}" for m in prompt.messages) + "\nassistant: " + (
-        prompt.prefix)
+    def line(m: Any) -> str:
+        calls = "".join(f" [call {c.name} {c.arguments}]" for c in m.tool_calls)
+        return f"{m.role}: {m.content}{calls}"
+
+    return "\n".join(line(m) for m in prompt.messages) + "\nassistant: " + prompt.prefix
 
 
 @backends.register("scripted")
