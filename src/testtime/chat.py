@@ -35,6 +35,33 @@ def tool_names(options: ChatOptions) -> set[str]:
     return names
 
 
+def forced_call_format(options: ChatOptions) -> dict[str, Any] | None:
+    """A ``json_schema`` response format that admits only a call to an allowed tool.
+
+    For engines without tool-call parsing of their own: when ``tool_choice`` demands a call
+    (``required`` or a named function), constraining the output to
+    ``{"name": …, "arguments": {…}}`` with the engine's grammar support makes the reply a
+    call, which :func:`parse_tool_calls` then reads. None when no call is demanded.
+    """
+    choice = options.tool_choice
+    if not (choice == "required" or isinstance(choice, dict)) or options.response_format:
+        return None
+    names = tool_names(options)
+    variants = []
+    for tool in options.tools:
+        fn = tool.get("function") or {}
+        if fn.get("name") not in names:
+            continue
+        params = fn.get("parameters") or {"type": "object"}
+        variants.append({"type": "object", "properties": {
+            "name": {"type": "string", "enum": [fn["name"]]}, "arguments": params},
+            "required": ["name", "arguments"]})
+    if not variants:
+        return None
+    schema = variants[0] if len(variants) == 1 else {"anyOf": variants}
+    return {"type": "json_schema", "json_schema": {"name": "tool_call", "schema": schema}}
+
+
 def call_id(name: str, arguments: str, index: int) -> str:
     """A stable id for a parsed call (the same call in two samples gets the same id)."""
     digest = hashlib.sha256(f"{index}:{name}:{arguments}".encode()).hexdigest()[:24]

@@ -30,6 +30,7 @@ from testtime.backends.base import (
     part_request,
 )
 from testtime.budget import CostModel
+from testtime.chat import forced_call_format
 from testtime.models import DEFAULT_MODEL, read_shape, resolve
 from testtime.types import Completion, Generation, GenerationRequest, Prompt, ToolCall
 
@@ -299,6 +300,9 @@ class EmbeddedBackend:
             raise asyncio.CancelledError()
         req = part_request(req, offset, n)
         body = chat_request(req.prompt, req, n)
+        forced = forced_call_format(req.prompt.options)
+        if forced is not None:
+            body["response_format"] = forced
         body["stream"] = True
         if not self.settings.cache:
             body["cache_prompt"] = False

@@ -130,8 +130,9 @@ class ScriptedBackend:
         tops = None
         if req.top_logprobs and self.top_logprobs is not None:
             tops = (self.top_logprobs(req.prompt, text),) * max(n_tokens, 1)
+        tokens = tuple(text.split()) or ("",) if req.logprobs else None
         return Completion(text=text, finish_reason=reason, generated_tokens=n_tokens,
-                          logprobs=lps, top_logprobs=tops)
+                          logprobs=lps, top_logprobs=tops, tokens=tokens)
 
     async def ready(self) -> None:
         """Always ready."""

@@ -69,12 +69,13 @@ async def universal_self_consistency(problem: Problem, pool: Sequence[Candidate]
                                      ctx: Context) -> tuple[int, str]:
     """Ask the model which of ``pool`` is most consistent: (index, method).
 
-    The method is ``usc``, or ``usc-overlap`` when the budget leaves no room for the call or
+    The method is ``usc``; ``unanimous`` when the texts are all the same (no call is made);
+    or ``usc-overlap`` when the budget leaves no room for the call or
     the model's reply names no candidate (then the candidate sharing the most words with the
     others is taken, the same consensus measured on words).
     """
-    if len(pool) == 1:
-        return 0, "only-candidate"
+    if len({c.text.strip() for c in pool}) == 1:
+        return 0, "unanimous"
     prompt = usc_prompt(problem, pool)
     try:
         _, max_tokens = ctx.ledger.plan(1, 16)
