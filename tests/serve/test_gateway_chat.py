@@ -415,3 +415,26 @@ def test_client_leaving_a_stream_stops_the_work(serve: Any) -> None:
         while engine.cancelled == 0 and time.monotonic() < deadline:
             asyncio.run(asyncio.sleep(0.05))
     assert engine.cancelled == 1 and not engine.finished.is_set()
+
+
+@pytest.mark.parametrize("pieces", [
+    ["<think>", "add", " them", "</think>", "It is", " 4."],
+    ["<th", "ink>\nadd them</th", "ink>\n\nIt is 4."],
+    ["<think>add them</think>It is 4."],
+])
+def test_streamed_tokens_split_thinking_from_content(pieces: list[str]) -> None:
+    from testtime.serve.streaming import ThinkSplitter
+
+    split = ThinkSplitter()
+    out = [d for p in pieces for d in split.feed(p)] + split.flush()
+    assert "".join(t for k, t in out if k == "reasoning") == "add them"
+    assert "".join(t for k, t in out if k == "content") == "It is 4."
+
+
+def test_plain_streamed_text_is_all_content() -> None:
+    from testtime.serve.streaming import ThinkSplitter
+
+    split = ThinkSplitter()
+    out = [d for p in ["<", "b>bold</b> and", " more"] for d in split.feed(p)] + split.flush()
+    assert out[0] == ("content", "<b>bold</b> and") and "".join(t for _, t in out) == (
+        "<b>bold</b> and more")

@@ -125,6 +125,61 @@ async def strategy_events(reply: Reply, choices: int, work: Awaitable[list[Resul
         release()
 
 
+class ThinkSplitter:
+    """Splits streamed text into thinking and reply as it arrives.
+
+    A text that opens with ``<think>`` is thinking until ``</think>``; pieces are held back
+    only while they might be the start of a tag, so deltas still flow token by token.
+    """
+
+    OPEN, CLOSE = "<think>", "</think>"
+
+    def __init__(self) -> None:
+        self.mode = "start"
+        self.pending = ""
+
+    def feed(self, piece: str) -> list[tuple[str, str]]:
+        """``(kind, text)`` deltas for a new piece; kind is ``reasoning`` or ``content``."""
+        self.pending += piece
+        out: list[tuple[str, str]] = []
+        if self.mode == "start":
+            head = self.pending.lstrip()
+            if head.startswith(self.OPEN):
+                self.mode, self.pending = "think", head[len(self.OPEN):].lstrip("\n")
+            elif self.OPEN.startswith(head):
+                return out
+            else:
+                self.mode = "content"
+        if self.mode == "think":
+            if self.CLOSE in self.pending:
+                thought, _, rest = self.pending.partition(self.CLOSE)
+                out.append(("reasoning", thought))
+                self.mode, self.pending = "content", rest.lstrip()
+            else:
+                keep = next((k for k in range(len(self.CLOSE) - 1, 0, -1)
+                             if self.pending.endswith(self.CLOSE[:k])), 0)
+                cut = len(self.pending) - keep
+                out.append(("reasoning", self.pending[:cut]))
+                self.pending = self.pending[cut:]
+        if self.mode == "content" and self.pending:
+            out.append(("content", self.pending))
+            self.pending = ""
+        return [(k, t) for k, t in out if t]
+
+    def flush(self) -> list[tuple[str, str]]:
+        """What is still held back, at the end of the stream."""
+        kind = "reasoning" if self.mode == "think" else "content"
+        text, self.pending = self.pending, ""
+        return [(kind, text)] if text else []
+
+
+def think_chunk(reply: Reply, kind: str, text: str) -> str:
+    """A content or reasoning delta."""
+    if kind == "content":
+        return sse(reply.chunk(text))
+    return sse(reply.chunk(delta={"reasoning_content": text, "reasoning": text}))
+
+
 async def token_events(reply: Reply, first: str | Result, rest: AsyncGenerator[str | Result, None],
                        include_usage: bool, on_result: Callable[[Result], None],
                        release: Callable[[], None]) -> AsyncIterator[str]:
@@ -136,9 +191,12 @@ async def token_events(reply: Reply, first: str | Result, rest: AsyncGenerator[s
     try:
         if reply.kind == "chat":
             yield sse(reply.chunk("", first=True))
+        split = ThinkSplitter() if reply.kind == "chat" else None
         item: str | Result = first
         while True:
             if isinstance(item, Result):
+                for kind, text in split.flush() if split else ():
+                    yield think_chunk(reply, kind, text)
                 on_result(item)
                 yield sse(reply.chunk(None, finish=finish_reason(item),
                                       extra=details_body(item, reply.details)))
@@ -146,7 +204,10 @@ async def token_events(reply: Reply, first: str | Result, rest: AsyncGenerator[s
                     yield sse(reply.usage_chunk([item]))
                 yield DONE
                 return
-            if item:
+            if item and split is not None:
+                for kind, text in split.feed(item):
+                    yield think_chunk(reply, kind, text)
+            elif item:
                 yield sse(reply.chunk(item))
             try:
                 item = await anext(rest)
