@@ -32,6 +32,8 @@ def main() -> None:
     """Run the loop until the model answers in text (at most four steps)."""
     client = OpenAI(base_url=URL, api_key=os.environ.get("GATEWAY_KEY", "none"), timeout=600)
     messages: list[dict[str, object]] = [
+        {"role": "system", "content": "Call a tool only for information you do not have yet. "
+         "Once a tool result answers the question, reply to the user in one sentence."},
         {"role": "user", "content": "What's the weather in Paris right now?"}]
     for step in range(1, 5):
         reply = client.chat.completions.create(

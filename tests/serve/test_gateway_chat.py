@@ -438,3 +438,21 @@ def test_plain_streamed_text_is_all_content() -> None:
     out = [d for p in ["<", "b>bold</b> and", " more"] for d in split.feed(p)] + split.flush()
     assert out[0] == ("content", "<b>bold</b> and") and "".join(t for _, t in out) == (
         "<b>bold</b> and more")
+
+
+def test_upstream_that_cannot_send_tools_is_a_400(serve: Any) -> None:
+    from testtime.backends.openai import OpenAIBackend
+
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return httpx.Response(200, json={"data": [{"id": "m"}]})
+
+    engine = OpenAIBackend(url="http://upstream.invalid/v1", model="m", mode="completions",
+                           transport=httpx.MockTransport(handler), retries=0)
+    with serve(engine) as gw:
+        r = gw.post("/v1/chat/completions", {"model": "m", "messages": ASK, "tools": [WEATHER]})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "unsupported_parameter"
+    assert "mode=chat" in r.json()["error"]["message"]
+    assert not any(p.endswith("/completions") for p in seen)

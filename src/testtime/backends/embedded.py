@@ -25,6 +25,7 @@ from testtime.backends.base import (
     BackendError,
     BackendSettings,
     Capabilities,
+    UnsupportedRequest,
     backends,
     join_completions,
     part_request,
@@ -102,6 +103,16 @@ class ToolCallDeltas:
         """The calls, in index order."""
         return tuple(ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"] or "{}")
                      for _, c in sorted(self.calls.items()) if c["name"])
+
+
+def engine_error(reply: Any) -> BackendError:
+    """The error for an engine's error reply: UnsupportedRequest when llama.cpp refused the
+    request itself (HTTP 400: a response-format schema its grammar cannot express...)."""
+    err = reply.get("error") if isinstance(reply, dict) else None
+    if isinstance(err, dict) and (err.get("code") == 400
+                                  or err.get("type") == "invalid_request_error"):
+        return UnsupportedRequest(str(err.get("message") or err)[:500])
+    return BackendError(f"embedded engine error: {reply}")
 
 
 def top_dict(items: Any) -> dict[str, float]:
@@ -348,7 +359,7 @@ class EmbeddedBackend:
         if isinstance(reply, dict) and "error" in reply:
             errors.append(reply)
         if errors:
-            raise BackendError(f"embedded engine error: {errors[0]}")
+            raise engine_error(errors[0])
         if cancel.is_set():
             raise asyncio.CancelledError()
         completions = []

@@ -33,6 +33,7 @@ from testtime.backends.base import (
     BackendError,
     BackendSettings,
     Capabilities,
+    UnsupportedRequest,
     backends,
     join_completions,
     part_request,
@@ -167,6 +168,9 @@ class OpenAIBackend:
                 body.update(continue_final_message=True, add_generation_prompt=False)
             path = "/chat/completions"
         else:
+            if req.prompt.options.body():
+                raise UnsupportedRequest("a backend in mode=completions cannot send tools or "
+                                         "a response format; use mode=chat")
             text = "\n\n".join(m.content for m in req.prompt.messages)
             text += "\n\n" + req.prompt.prefix if req.prompt.prefix else "\n\n"
             body = {"prompt": text, "n": n, "max_tokens": req.max_tokens,

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from testtime.backends.base import Backend, BackendError
+from testtime.backends.base import Backend, BackendError, UnsupportedRequest
 from testtime.budget import Budget, BudgetExhausted
 from testtime.code.problems import CodeProblemError
 from testtime.registry import SpecError
@@ -283,6 +283,9 @@ class Gateway:
         """Map upstream failures to 502, deadlines to 504, bad specs to 400; charge the key."""
         try:
             yield
+        except UnsupportedRequest as exc:
+            raise ApiError(400, f"the model cannot honour this request: {exc}",
+                           "unsupported_parameter") from None
         except BackendError as exc:
             self.metrics.inc("testtime_gateway_upstream_errors_total",
                              "Requests failed by the upstream, by kind.", kind="error")
