@@ -36,9 +36,11 @@ def main() -> None:
          "Once a tool result answers the question, reply to the user in one sentence."},
         {"role": "user", "content": "What's the weather in Paris right now?"}]
     for step in range(1, 5):
+        # A 0.5B model calls the tool again and again; once it has a result, ask for the reply.
+        choice_mode = "none" if any(m["role"] == "tool" for m in messages) else "auto"
         reply = client.chat.completions.create(
-            model=MODEL, messages=messages, tools=TOOLS, max_tokens=40, seed=3,  # type: ignore[arg-type]
-            extra_body={"testtime": {"details": True}})
+            model=MODEL, messages=messages, tools=TOOLS, tool_choice=choice_mode,  # type: ignore[arg-type]
+            max_tokens=40, seed=3, extra_body={"testtime": {"details": True}})
         choice = reply.choices[0]
         details = (choice.model_extra or {})["testtime"]
         print(f"step {step}: finish_reason={choice.finish_reason} "
