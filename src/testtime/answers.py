@@ -53,8 +53,13 @@ def _first_line_answer(raw: str) -> str:
     return line.strip().rstrip(".").strip()
 
 
-def extract_answer(text: str) -> str | None:
-    """Pull the final answer out of a solution text, or None when it has none."""
+def extract_answer(text: str, *, marked_only: bool = False) -> str | None:
+    """Pull the final answer out of a solution text, or None when it has none.
+
+    ``marked_only`` accepts only an answer the text marks as such (boxed, ``####``, "the
+    answer is"), not its last number: free text (a product description, a chat reply) has no
+    final answer just because it mentions a number.
+    """
     if not text:
         return None
     boxed = _last_boxed(text)
@@ -69,6 +74,8 @@ def extract_answer(text: str) -> str | None:
         ans = _first_line_answer(text[match.end():])
         if ans:
             return ans
+    if marked_only:
+        return None
     numbers = _NUMBER.findall(text)
     return numbers[-1] if numbers else None
 

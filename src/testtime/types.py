@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 
 
 class Frozen(BaseModel):
@@ -16,11 +16,59 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class ToolCall(Frozen):
+    """A function call made by an assistant turn: the tool's name and its JSON arguments."""
+
+    id: str = ""
+    name: str
+    arguments: str = "{}"
+
+
 class Message(Frozen):
-    """One chat message."""
+    """One chat message; assistant turns may carry tool calls, tool turns answer one by id."""
 
     role: Role
-    content: str
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    def to_openai(self) -> dict[str, Any]:
+        """The message as an OpenAI-style chat message (what chat templates render)."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [
+                {"id": c.id, "type": "function",
+                 "function": {"name": c.name, "arguments": c.arguments}}
+                for c in self.tool_calls]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        return out
+
+
+class ChatOptions(Frozen):
+    """What a chat request asks of every generation besides messages: the tools the model may
+    call and the shape its reply must take. Rendered by the backend with the prompt."""
+
+    tools: tuple[dict[str, Any], ...] = ()
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+
+    def body(self) -> dict[str, Any]:
+        """These options as fields of an OpenAI chat completions body."""
+        out: dict[str, Any] = {}
+        if self.tools:
+            out["tools"] = [dict(t) for t in self.tools]
+        if self.tool_choice is not None:
+            out["tool_choice"] = self.tool_choice
+        if self.parallel_tool_calls is not None:
+            out["parallel_tool_calls"] = self.parallel_tool_calls
+        if self.response_format is not None:
+            out["response_format"] = self.response_format
+        return out
 
 
 class Prompt(Frozen):
@@ -32,10 +80,11 @@ class Prompt(Frozen):
 
     messages: tuple[Message, ...]
     prefix: str = ""
+    options: ChatOptions = ChatOptions()
 
     def extend(self, text: str) -> Prompt:
         """Return the prompt whose assistant prefix is this one's plus ``text``."""
-        return Prompt(messages=self.messages, prefix=self.prefix + text)
+        return self.model_copy(update={"prefix": self.prefix + text})
 
     @classmethod
     def chat(cls, user: str, system: str | None = None) -> Prompt:
@@ -55,11 +104,23 @@ class Problem(Frozen):
     system: str | None = None
     instruction: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    messages: tuple[Message, ...] = Field(
+        default=(), description="the whole chat, when the problem is a conversation; "
+        "`question` is then its last user message")
+    options: ChatOptions = ChatOptions()
 
     def prompt(self) -> Prompt:
         """The chat prompt a policy model sees for this problem."""
+        if self.messages:
+            messages = self.messages
+            last = max((i for i, m in enumerate(messages) if m.role == "user"), default=None)
+            if self.instruction and last is not None:
+                turn = messages[last].model_copy(
+                    update={"content": f"{messages[last].content}\n\n{self.instruction}"})
+                messages = (*messages[:last], turn, *messages[last + 1:])
+            return Prompt(messages=messages, options=self.options)
         user = self.question if not self.instruction else f"{self.question}\n\n{self.instruction}"
-        return Prompt.chat(user, system=self.system)
+        return Prompt.chat(user, system=self.system).model_copy(update={"options": self.options})
 
 
 class GenerationRequest(Frozen):
@@ -85,6 +146,11 @@ class Completion(Frozen):
     generated_tokens: int = 0
     logprobs: tuple[float, ...] | None = None
     top_logprobs: tuple[dict[str, float], ...] | None = None
+    tokens: tuple[str, ...] | None = Field(default=None, description="the sampled tokens' "
+                                           "text, aligned with `logprobs` when the engine says")
+    tool_calls: tuple[ToolCall, ...] = ()
+    reasoning: str | None = Field(default=None, description="thinking the engine split out "
+                                  "of the text itself (llama.cpp's reasoning_content)")
 
 
 class Generation(Frozen):

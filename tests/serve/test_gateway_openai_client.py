@@ -56,9 +56,13 @@ def test_strategy_by_model_name_usage_is_sum_over_samples(smollm_gateway: Any) -
     cands = details["candidates"]
     assert len(cands) == 3
     assert reply.usage is not None
-    assert reply.usage.completion_tokens == sum(x["generated_tokens"] for x in cands)
-    assert reply.usage.completion_tokens > max(x["generated_tokens"] for x in cands)
     extra = reply.usage.model_extra or {}
+    generated = extra["testtime"]["generated_tokens"]
+    assert generated == sum(x["generated_tokens"] for x in cands)
+    assert generated > max(x["generated_tokens"] for x in cands)
+    assert reply.usage.completion_tokens == generated + extra["testtime"]["verifier_tokens"]
+    assert extra["testtime"]["verifier_calls"] == (
+        1 if details["aggregation"] in ("usc", "usc-overlap") else 0)
     assert extra["testtime"]["samples"] == 3
     assert reply.choices[0].message.content in [x["text"] for x in cands]
     if details["answer"] is not None:

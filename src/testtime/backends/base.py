@@ -16,6 +16,11 @@ class BackendError(RuntimeError):
     """An engine or server failed to answer (unreachable, error reply, bad output)."""
 
 
+class UnsupportedRequest(BackendError):
+    """The backend cannot honour what the request asks (a tool list in completions mode, a
+    JSON schema its grammar support rejects): the caller's mistake, not an outage."""
+
+
 class Capabilities(BaseModel):
     """What a backend can do natively; strategies and the Context adapt to it."""
 

@@ -25,13 +25,15 @@ from testtime.backends.base import (
     BackendError,
     BackendSettings,
     Capabilities,
+    UnsupportedRequest,
     backends,
     join_completions,
     part_request,
 )
 from testtime.budget import CostModel
+from testtime.chat import forced_call_format
 from testtime.models import DEFAULT_MODEL, read_shape, resolve
-from testtime.types import Completion, Generation, GenerationRequest, Prompt
+from testtime.types import Completion, Generation, GenerationRequest, Prompt, ToolCall
 
 
 class EmbeddedSettings(BackendSettings):
@@ -53,8 +55,13 @@ class EmbeddedSettings(BackendSettings):
 
 
 def chat_request(prompt: Prompt, req: GenerationRequest, n: int) -> dict[str, Any]:
-    """The OpenAI-style chat body for a request; an assistant prefix is sent as a prefill."""
-    messages = [m.model_dump() for m in prompt.messages]
+    """The OpenAI-style chat body for a request; an assistant prefix is sent as a prefill.
+
+    Every message (tool calls and tool results included) and the request's tools and
+    response format go to the engine as they are, so the model's own chat template renders
+    them; the prefill is the last message, after the whole conversation.
+    """
+    messages = [m.to_openai() for m in prompt.messages]
     if prompt.prefix:
         messages.append({"role": "assistant", "content": prompt.prefix})
     body: dict[str, Any] = {
@@ -72,7 +79,40 @@ def chat_request(prompt: Prompt, req: GenerationRequest, n: int) -> dict[str, An
         body["logprobs"] = True
     if req.top_logprobs:
         body["top_logprobs"] = req.top_logprobs
+    body.update(prompt.options.body())
     return body
+
+
+class ToolCallDeltas:
+    """Assembles streamed ``delta.tool_calls`` fragments into whole calls, per choice."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, dict[str, str]] = {}
+
+    def add(self, deltas: Any) -> None:
+        """Merge one chunk's ``tool_calls`` list."""
+        for d in deltas or ():
+            slot = self.calls.setdefault(int(d.get("index", len(self.calls))),
+                                         {"id": "", "name": "", "arguments": ""})
+            fn = d.get("function") or {}
+            slot["id"] = d.get("id") or slot["id"]
+            slot["name"] += fn.get("name") or ""
+            slot["arguments"] += fn.get("arguments") or ""
+
+    def done(self) -> tuple[ToolCall, ...]:
+        """The calls, in index order."""
+        return tuple(ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"] or "{}")
+                     for _, c in sorted(self.calls.items()) if c["name"])
+
+
+def engine_error(reply: Any) -> BackendError:
+    """The error for an engine's error reply: UnsupportedRequest when llama.cpp refused the
+    request itself (HTTP 400: a response-format schema its grammar cannot express...)."""
+    err = reply.get("error") if isinstance(reply, dict) else None
+    if isinstance(err, dict) and (err.get("code") == 400
+                                  or err.get("type") == "invalid_request_error"):
+        return UnsupportedRequest(str(err.get("message") or err)[:500])
+    return BackendError(f"embedded engine error: {reply}")
 
 
 def top_dict(items: Any) -> dict[str, float]:
@@ -271,12 +311,18 @@ class EmbeddedBackend:
             raise asyncio.CancelledError()
         req = part_request(req, offset, n)
         body = chat_request(req.prompt, req, n)
+        forced = forced_call_format(req.prompt.options)
+        if forced is not None:
+            body["response_format"] = forced
         body["stream"] = True
         if not self.settings.cache:
             body["cache_prompt"] = False
         texts: list[list[str]] = [[] for _ in range(n)]
         logprobs: list[list[float]] = [[] for _ in range(n)]
+        tokens: list[list[str]] = [[] for _ in range(n)]
         tops: list[list[dict[str, float]]] = [[] for _ in range(n)]
+        calls = [ToolCallDeltas() for _ in range(n)]
+        thinking: list[list[str]] = [[] for _ in range(n)]
         finals: dict[int, tuple[str, dict[str, Any]]] = {}
         errors: list[Any] = []
         started = time.monotonic()
@@ -287,13 +333,18 @@ class EmbeddedBackend:
                 return True
             for choice in chunk.get("choices", ()):
                 i = int(choice.get("index", 0))
-                piece = (choice.get("delta") or {}).get("content")
+                delta = choice.get("delta") or {}
+                calls[i].add(delta.get("tool_calls"))
+                if delta.get("reasoning_content"):
+                    thinking[i].append(delta["reasoning_content"])
+                piece = delta.get("content")
                 if piece:
                     texts[i].append(piece)
                     if on_text is not None:
                         on_text(i, piece)
                 for lp in (choice.get("logprobs") or {}).get("content") or ():
                     logprobs[i].append(float(lp["logprob"]))
+                    tokens[i].append(str(lp.get("token", "")))
                     if req.top_logprobs:
                         tops[i].append(top_dict(lp.get("top_logprobs")))
                 if choice.get("finish_reason") and i not in finals:
@@ -308,7 +359,7 @@ class EmbeddedBackend:
         if isinstance(reply, dict) and "error" in reply:
             errors.append(reply)
         if errors:
-            raise BackendError(f"embedded engine error: {errors[0]}")
+            raise engine_error(errors[0])
         if cancel.is_set():
             raise asyncio.CancelledError()
         completions = []
@@ -322,6 +373,9 @@ class EmbeddedBackend:
                 generated_tokens=int(timing.get("predicted_n", len(texts[i]))),
                 logprobs=tuple(logprobs[i]) if req.logprobs else None,
                 top_logprobs=tuple(tops[i]) if req.top_logprobs else None,
+                tokens=tuple(tokens[i]) if req.logprobs else None,
+                tool_calls=calls[i].done(),
+                reasoning="".join(thinking[i]) or None,
             ))
         first = finals.get(0, ("", {}))[1]
         cached = int(first.get("cache_n", 0))

@@ -33,13 +33,14 @@ from testtime.backends.base import (
     BackendError,
     BackendSettings,
     Capabilities,
+    UnsupportedRequest,
     backends,
     join_completions,
     part_request,
 )
-from testtime.backends.embedded import chat_request, top_dict
+from testtime.backends.embedded import ToolCallDeltas, chat_request, top_dict
 from testtime.budget import CostModel
-from testtime.types import Completion, Generation, GenerationRequest
+from testtime.types import Completion, Generation, GenerationRequest, ToolCall
 
 RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
 
@@ -167,6 +168,9 @@ class OpenAIBackend:
                 body.update(continue_final_message=True, add_generation_prompt=False)
             path = "/chat/completions"
         else:
+            if req.prompt.options.body():
+                raise UnsupportedRequest("a backend in mode=completions cannot send tools or "
+                                         "a response format; use mode=chat")
             text = "\n\n".join(m.content for m in req.prompt.messages)
             text += "\n\n" + req.prompt.prefix if req.prompt.prefix else "\n\n"
             body = {"prompt": text, "n": n, "max_tokens": req.max_tokens,
@@ -207,15 +211,22 @@ class OpenAIBackend:
         per_choice = True
         timed = all("predicted_n" in (c.get("timings") or {}) for c in choices)
         for c in choices:
+            calls: tuple[ToolCall, ...] = ()
+            reasoning = None
             if self.settings.mode == "chat":
-                text = (c.get("message") or {}).get("content") or ""
+                message = c.get("message") or {}
+                text = message.get("content") or ""
+                calls = message_tool_calls(message)
+                reasoning = message.get("reasoning_content") or message.get("reasoning")
                 content = (c.get("logprobs") or {}).get("content") or []
                 lps = [t["logprob"] for t in content]
                 tops = [top_dict(t.get("top_logprobs")) for t in content]
+                toks = [str(t.get("token", "")) for t in content]
             else:
                 text = c.get("text") or ""
                 lps = list((c.get("logprobs") or {}).get("token_logprobs") or [])
                 tops = [top_dict(t) for t in (c.get("logprobs") or {}).get("top_logprobs") or []]
+                toks = [str(t) for t in (c.get("logprobs") or {}).get("tokens") or []]
             if req.prompt.prefix and text.startswith(req.prompt.prefix):
                 text = text[len(req.prompt.prefix):]
             per_choice &= bool(lps) or not text
@@ -223,7 +234,9 @@ class OpenAIBackend:
                 text=text, finish_reason=c.get("finish_reason") or "stop",
                 generated_tokens=int(c["timings"]["predicted_n"]) if timed else len(lps),
                 logprobs=tuple(float(x) for x in lps) if req.logprobs else None,
-                top_logprobs=tuple(tops) if req.top_logprobs else None))
+                top_logprobs=tuple(tops) if req.top_logprobs else None,
+                tokens=tuple(toks) if req.logprobs and len(toks) == len(lps) else None,
+                tool_calls=calls, reasoning=reasoning or None))
         reported = int(usage.get("completion_tokens") or 0)
         if timed:
             counted_by = "engine timings per choice (streamed)"
@@ -348,6 +361,12 @@ async def _assemble(resp: httpx.Response) -> dict[str, Any]:
                                          "logprobs": {"content": [], "token_logprobs": []}})
             delta = c.get("delta") or {}
             out["message"]["content"] += delta.get("content") or ""
+            thought = delta.get("reasoning_content") or delta.get("reasoning")
+            if thought:
+                out["message"]["reasoning_content"] = (
+                    out["message"].get("reasoning_content", "") + thought)
+            if delta.get("tool_calls"):
+                out.setdefault("_calls", ToolCallDeltas()).add(delta["tool_calls"])
             out["text"] += c.get("text") or ""
             lp = c.get("logprobs") or {}
             out["logprobs"]["content"] += lp.get("content") or []
@@ -356,4 +375,22 @@ async def _assemble(resp: httpx.Response) -> dict[str, Any]:
                 out["finish_reason"] = c["finish_reason"]
                 if chunk.get("timings"):
                     out["timings"] = chunk["timings"]
+    for out in choices.values():
+        assembled = out.pop("_calls", None)
+        if assembled is not None:
+            out["message"]["tool_calls"] = [
+                {"id": t.id, "type": "function",
+                 "function": {"name": t.name, "arguments": t.arguments}}
+                for t in assembled.done()]
     return {"choices": [choices[i] for i in sorted(choices)], "usage": usage}
+
+
+def message_tool_calls(message: dict[str, Any]) -> tuple[ToolCall, ...]:
+    """The ``tool_calls`` of an OpenAI reply message."""
+    out = []
+    for call in message.get("tool_calls") or ():
+        fn = (call or {}).get("function") or {}
+        if fn.get("name"):
+            out.append(ToolCall(id=str(call.get("id") or ""), name=str(fn["name"]),
+                                arguments=str(fn.get("arguments") or "{}")))
+    return tuple(out)

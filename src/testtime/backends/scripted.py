@@ -37,8 +37,11 @@ class ScriptedSettings(BackendSettings):
 
 def render(prompt: Prompt) -> str:
     """The flat text a scripted model 'sees', used for cache accounting and responders."""
-    return "\n".join(f"{m.role}: {m.content}" for m in prompt.messages) + "\nassistant: " + (
-        prompt.prefix)
+    def line(m: Any) -> str:
+        calls = "".join(f" [call {c.name} {c.arguments}]" for c in m.tool_calls)
+        return f"{m.role}: {m.content}{calls}"
+
+    return "\n".join(line(m) for m in prompt.messages) + "\nassistant: " + prompt.prefix
 
 
 @backends.register("scripted")
@@ -127,8 +130,9 @@ class ScriptedBackend:
         tops = None
         if req.top_logprobs and self.top_logprobs is not None:
             tops = (self.top_logprobs(req.prompt, text),) * max(n_tokens, 1)
+        tokens = tuple(text.split()) or ("",) if req.logprobs else None
         return Completion(text=text, finish_reason=reason, generated_tokens=n_tokens,
-                          logprobs=lps, top_logprobs=tops)
+                          logprobs=lps, top_logprobs=tops, tokens=tokens)
 
     async def ready(self) -> None:
         """Always ready."""

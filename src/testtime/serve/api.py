@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Annotated, Any
 
@@ -9,14 +10,15 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
+from testtime.budget import Budget
 from testtime.serve.errors import ApiError
-from testtime.serve.gateway import Gateway
+from testtime.serve.gateway import Gateway, request_fields, tighter
 from testtime.serve.mapping import chat_problem, completion_problems, new_id
 from testtime.serve.protection import Caller, Lease
 from testtime.serve.responses import Kind, Reply
 from testtime.serve.routing import with_request_options
 from testtime.serve.schemas import ChatCompletionRequest, CompletionRequest, TesttimeOptions
-from testtime.serve.streaming import final_answer_events, token_events
+from testtime.serve.streaming import strategy_events, token_events
 from testtime.types import Problem, Result, Usage
 
 router = APIRouter()
@@ -95,7 +97,12 @@ async def _serve(request: Request, body: ChatCompletionRequest | CompletionReque
     key_lease = gw.guard.admit(who)
     try:
         opts = body.testtime or TesttimeOptions()
-        route = gw.router.resolve(body.model, opts.strategy)
+        effort = getattr(body, "reasoning_effort", None)
+        preset_budget = None
+        if effort is not None and opts.strategy is None:
+            route, preset_budget = gw.router.resolve_effort(effort)
+        else:
+            route = gw.router.resolve(body.model, opts.strategy)
         request.state.log["strategy"] = route.spec
         strategy = with_request_options(route.strategy, temperature=body.temperature,
                                         max_tokens=max_tokens,
@@ -105,6 +112,9 @@ async def _serve(request: Request, body: ChatCompletionRequest | CompletionReque
         job = gw.job(problems, body.n, strategy, route.public, opts.budget, seed, who,
                      request_id=str(getattr(request.state, "request_id", "-")),
                      param=route.param)
+        if preset_budget:
+            job.budget = tighter(job.budget, Budget.parse(preset_budget))
+        job.request = request_fields(body, strategy, problems)
         try:
             slot = await gw.limiter.acquire()
         except ApiError:
@@ -116,7 +126,7 @@ async def _serve(request: Request, body: ChatCompletionRequest | CompletionReque
         raise
     lease = Lease(slot.release, key_lease.release)
     reply = Reply(kind, new_id("chatcmpl" if kind == "chat" else "cmpl"), body.model,
-                  details=opts.details)
+                  details=opts.details, logprobs=bool(job.request.get("logprobs")))
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
     def done(results: list[Result]) -> None:
@@ -134,13 +144,17 @@ async def _serve(request: Request, body: ChatCompletionRequest | CompletionReque
                                   lambda r: done([r]), lease.release)
             return StreamingResponse(events, media_type="text/event-stream",
                                      headers=SSE_HEADERS, background=BackgroundTask(lease.release))
+        if body.stream:
+            if opts.progress:
+                job.progress = asyncio.Queue()
+            events = strategy_events(reply, len(problems) * body.n, gw.run(job), job.progress,
+                                     gw.config.keepalive, include_usage, done, lease.release)
+            return StreamingResponse(events, media_type="text/event-stream",
+                                     headers=SSE_HEADERS, background=BackgroundTask(lease.release))
         results = await gw.run(job, request.is_disconnected)
     except BaseException:
         lease.release()
         raise
     lease.release()
     done(results)
-    if body.stream:
-        return StreamingResponse(final_answer_events(reply, results, include_usage),
-                                 media_type="text/event-stream", headers=SSE_HEADERS)
     return JSONResponse(reply.body(results))

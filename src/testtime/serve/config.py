@@ -6,7 +6,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -69,6 +69,23 @@ class Limit(BaseModel):
         return Bound(self.min, self.max)
 
 
+class ReasoningPreset(BaseModel):
+    """What a request's ``reasoning_effort`` level buys: a strategy and, optionally, a budget
+    (tighter than the server's ``request_budget``, never looser)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    strategy: str
+    budget: str | None = None
+
+    @field_validator("budget")
+    @classmethod
+    def _budget_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            Budget.parse(value)
+        return value
+
+
 DEFAULT_VERIFIERS = ["confidence", "judge", "judge-select", "rpc"]
 
 
@@ -94,6 +111,15 @@ class ServeConfig(BaseModel):
         default_factory=dict,
         description="bounds on options a request sets: OPTION or NAME.OPTION → max or "
                     "{min, max}, e.g. n = 16, max_tokens = 2048, \"beam.width\" = 8")
+    reasoning_effort: dict[Literal["none", "minimal", "low", "medium", "high"],
+                           ReasoningPreset] = Field(
+        default_factory=dict,
+        description="reasoning_effort level → {strategy, budget}, e.g. "
+                    "high = {strategy = \"self-consistency:n=16\", budget = \"tokens=32768\"}; "
+                    "a level not listed here is refused")
+    keepalive: float = Field(default=10.0, gt=0, le=300,
+                             description="seconds between SSE keep-alive comments while a "
+                                         "streamed request's strategy works")
     api_keys: dict[str, KeyConfig] = Field(default_factory=dict)
     key_defaults: KeyConfig = Field(
         default_factory=KeyConfig,

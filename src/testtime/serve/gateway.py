@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from testtime.backends.base import Backend, BackendError
+from testtime.backends.base import Backend, BackendError, UnsupportedRequest
 from testtime.budget import Budget, BudgetExhausted
 from testtime.code.problems import CodeProblemError
 from testtime.registry import SpecError
@@ -29,7 +29,8 @@ from testtime.serve.routing import Router
 from testtime.strategies.adaptive import PolicyError
 from testtime.strategies.base import Context
 from testtime.strategies.single import Single
-from testtime.types import Generation, GenerationRequest, Problem, Result, Usage
+from testtime.strategies.voting import tally
+from testtime.types import Candidate, Generation, GenerationRequest, Problem, Result, Usage
 from testtime.verifiers.base import UnfitProblem
 from testtime.verifiers.verdicts import JudgeError
 
@@ -66,6 +67,55 @@ def check_fits(strategy: Any, problems: list[Problem], param: str = "model") -> 
                        "this request is free text", "invalid_strategy", param)
 
 
+WHOLE_ANSWERS = frozenset({"single", "self-consistency", "weighted-vote", "best-of-n",
+                           "early-stop", "first-finish", "multi-temperature", "adaptive"})
+"""Strategies whose every sample is a whole reply to the conversation (not a step of one), so
+stop strings, logprobs, tools and response formats mean what the client meant."""
+WHOLE_ANSWER_FIELDS = ("stop", "logprobs", "top_logprobs", "tools", "response_format")
+
+
+def request_fields(body: Any, strategy: Any, problems: list[Problem]) -> dict[str, Any]:
+    """The request's sampling options for every generation (``Context.request``).
+
+    Refuses (400 naming the field) an OpenAI field testtime does not honour, and a field the
+    chosen strategy cannot honour: stop strings, logprobs, tools and response formats apply
+    only to strategies that sample whole replies.
+    """
+    from testtime.serve.schemas import UNSUPPORTED
+
+    for name, value in (body.model_extra or {}).items():
+        neutral = UNSUPPORTED.get(name)
+        if name == "logprobs" and not hasattr(type(body), "messages"):
+            neutral = (None, 0)
+        if neutral is not None and value not in neutral:
+            raise ApiError(400, f"{name} is not supported by this gateway; leave it unset",
+                           "unsupported_parameter", name)
+    stops = body.stops()
+    if len(stops) > 4 or any(not s or len(s) > 256 for s in stops):
+        raise ApiError(400, "stop must be at most 4 non-empty strings of up to 256 "
+                       "characters", "invalid_request", "stop")
+    out: dict[str, Any] = {}
+    if stops:
+        out["stop"] = stops
+    if body.top_p is not None:
+        out["top_p"] = body.top_p
+    if getattr(body, "logprobs", None) or getattr(body, "top_logprobs", None):
+        out["logprobs"] = True
+        out["top_logprobs"] = body.top_logprobs or 0
+    name = getattr(strategy, "registered_name", "")
+    if name not in WHOLE_ANSWERS:
+        asked = {k for k in WHOLE_ANSWER_FIELDS if k in out}
+        asked |= {k for k in ("tools", "response_format")
+                  for p in problems if getattr(p.options, k)}
+        for field_name in WHOLE_ANSWER_FIELDS:
+            if field_name in asked:
+                raise ApiError(400, f"{field_name} cannot be honoured by strategy {name!r}, "
+                               "which does not sample whole replies; use one of "
+                               f"{', '.join(sorted(WHOLE_ANSWERS))}", "unsupported_parameter",
+                               field_name)
+    return out
+
+
 def tighter(a: Budget, b: Budget) -> Budget:
     """The budget allowing only what both allow."""
     values: dict[str, Any] = {}
@@ -89,11 +139,27 @@ class Job:
     caller: Caller
     request_id: str = "-"
     param: str = "model"
+    request: dict[str, Any] = field(default_factory=dict)
+    progress: asyncio.Queue[dict[str, Any]] | None = None
     contexts: list[Context] = field(default_factory=list)
+    sampled: dict[int, list[Candidate]] = field(default_factory=dict)
 
     def usage(self) -> Usage:
         """What the job has spent so far, over every choice."""
         return Usage.total([c.ledger.usage for c in self.contexts])
+
+    def on_sample(self, index: int, candidates: Any) -> None:
+        """Note choice ``index``'s new candidates and report progress, if asked to."""
+        seen = self.sampled.setdefault(index, [])
+        seen += candidates
+        if self.progress is None:
+            return
+        rows = tally(seen)
+        self.progress.put_nowait({
+            "choice": index, "samples": len(seen),
+            "leader": rows[0][0] if rows else None,
+            "leader_votes": rows[0][1] if rows else 0,
+            "tokens": self.usage().total_tokens})
 
 
 class Gateway:
@@ -139,7 +205,9 @@ class Gateway:
     def context(self, job: Job, index: int) -> Context:
         """A fresh Context for choice ``index`` of ``job``."""
         seed = job.seed + index if job.seed is not None else secrets.randbits(31)
-        ctx = Context(backend=self.backend, budget=job.budget, seed=seed, strategy=job.spec)
+        ctx = Context(backend=self.backend, budget=job.budget, seed=seed, strategy=job.spec,
+                      request=dict(job.request),
+                      on_sample=lambda cands: job.on_sample(index, cands))
         job.contexts.append(ctx)
         return ctx
 
@@ -171,6 +239,7 @@ class Gateway:
     def can_stream_tokens(self, job: Job) -> bool:
         """Whether ``job`` can stream tokens as generated (single strategy, streaming backend)."""
         return (isinstance(job.strategy, Single) and len(job.problems) * job.n == 1
+                and not job.problems[0].options.tools and not job.request.get("logprobs")
                 and bool(getattr(self.backend.capabilities, "streaming", False))
                 and hasattr(self.backend, "stream"))
 
@@ -187,8 +256,9 @@ class Gateway:
                 return
             if max_tokens != strategy.max_tokens:
                 ctx.ledger.exhausted = True
-            req = GenerationRequest(prompt=prompt, n=1, temperature=strategy.temperature,
-                                    max_tokens=max_tokens, seed=ctx.next_seed())
+            req = ctx.with_request(GenerationRequest(
+                prompt=prompt, n=1, temperature=strategy.temperature, max_tokens=max_tokens,
+                seed=ctx.next_seed()))
             pieces = self.backend.stream(req)  # type: ignore[attr-defined]
             try:
                 while True:
@@ -213,6 +283,9 @@ class Gateway:
         """Map upstream failures to 502, deadlines to 504, bad specs to 400; charge the key."""
         try:
             yield
+        except UnsupportedRequest as exc:
+            raise ApiError(400, f"the model cannot honour this request: {exc}",
+                           "unsupported_parameter") from None
         except BackendError as exc:
             self.metrics.inc("testtime_gateway_upstream_errors_total",
                              "Requests failed by the upstream, by kind.", kind="error")

@@ -6,7 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from testtime.types import Result, Usage
+from testtime.chat import split_reasoning
+from testtime.types import Candidate, Completion, Result, Usage
 
 Kind = Literal["chat", "completion"]
 
@@ -44,23 +45,81 @@ def reply_text(result: Result) -> str:
     return result.candidates[0].text if result.candidates else ""
 
 
-def finish_reason(result: Result) -> str:
-    """``stop`` or ``length`` for the chosen candidate (``length`` when nothing was sampled)."""
+def chosen(result: Result) -> Candidate | None:
+    """The candidate whose text is the reply (None when nothing was sampled)."""
     text = reply_text(result)
-    chosen = next((c for c in result.candidates if c.text == text), None)
-    if chosen is None:
+    return next((c for c in result.candidates if c.text == text), None)
+
+
+def finish_reason(result: Result) -> str:
+    """``tool_calls``, ``stop`` or ``length`` for the chosen candidate (``length`` when
+    nothing was sampled)."""
+    c = chosen(result)
+    if c is None:
         return "length"
-    return "length" if chosen.completion.finish_reason == "length" else "stop"
+    if c.completion.tool_calls:
+        return "tool_calls"
+    return "length" if c.completion.finish_reason == "length" else "stop"
+
+
+def tool_calls_body(completion: Completion, delta: bool = False) -> list[dict[str, Any]]:
+    """OpenAI ``tool_calls`` of a completion (with ``index`` for stream deltas)."""
+    out = []
+    for i, call in enumerate(completion.tool_calls):
+        item: dict[str, Any] = {"id": call.id or f"call_{i}", "type": "function",
+                                "function": {"name": call.name, "arguments": call.arguments}}
+        if delta:
+            item["index"] = i
+        out.append(item)
+    return out
+
+
+def logprobs_body(completion: Completion | None) -> dict[str, Any] | None:
+    """OpenAI chat ``logprobs`` of a completion, or None when it carries none."""
+    if completion is None or completion.logprobs is None:
+        return None
+    tokens = completion.tokens or ("",) * len(completion.logprobs)
+    tops = completion.top_logprobs or ()
+    content = []
+    for i, (token, lp) in enumerate(zip(tokens, completion.logprobs, strict=False)):
+        alts = tops[i] if i < len(tops) else {}
+        content.append({
+            "token": token, "logprob": lp, "bytes": list(token.encode()),
+            "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode())}
+                             for t, v in sorted(alts.items(), key=lambda kv: -kv[1])]})
+    return {"content": content, "refusal": None}
+
+
+def message_body(result: Result) -> dict[str, Any]:
+    """The assistant message of a chat reply: content or tool calls, and thinking apart.
+
+    Thinking goes in ``reasoning_content`` and ``reasoning`` (both names, as llama.cpp and
+    vLLM emit them); a reply that calls tools has null content, as OpenAI's does.
+    """
+    c = chosen(result)
+    thinking, content = split_reasoning(reply_text(result))
+    if c is not None and c.completion.reasoning:
+        thinking = c.completion.reasoning + (f"\n{thinking}" if thinking else "")
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if c is not None and c.completion.tool_calls:
+        message["content"] = None
+        message["tool_calls"] = tool_calls_body(c.completion)
+    if thinking:
+        message["reasoning_content"] = message["reasoning"] = thinking
+    return message
 
 
 def details_body(result: Result, full: bool) -> dict[str, Any]:
     """The ``testtime`` extension of a choice: strategy and answer, plus evidence if asked."""
     out: dict[str, Any] = {"strategy": result.strategy, "answer": result.answer,
                            "budget_exhausted": result.budget_exhausted}
+    if "aggregation" in result.extra:
+        out["aggregation"] = result.extra["aggregation"]
     if full:
         out["votes"] = result.votes
         out["candidates"] = [
             {"text": c.text, "answer": c.answer,
+             "tool_calls": tool_calls_body(c.completion) or None,
              "score": c.score.value if c.score else None,
              "steps": list(c.score.steps) if c.score and c.score.steps else None,
              "generated_tokens": c.completion.generated_tokens,
@@ -79,6 +138,7 @@ class Reply:
     id: str
     model: str
     details: bool = False
+    logprobs: bool = False
     created: int = field(default_factory=lambda: int(time.time()))
 
     @property
@@ -91,8 +151,11 @@ class Reply:
         for i, r in enumerate(results):
             choice: dict[str, Any] = {"index": i, "finish_reason": finish_reason(r),
                                       "logprobs": None}
+            if self.logprobs:
+                c = chosen(r)
+                choice["logprobs"] = logprobs_body(c.completion if c else None)
             if self.kind == "chat":
-                choice["message"] = {"role": "assistant", "content": reply_text(r)}
+                choice["message"] = message_body(r)
             else:
                 choice["text"] = reply_text(r)
             choice["testtime"] = details_body(r, self.details)
@@ -104,15 +167,19 @@ class Reply:
                 "system_fingerprint": None}
 
     def chunk(self, text: str | None = None, *, index: int = 0, first: bool = False,
-              finish: str | None = None, extra: dict[str, Any] | None = None
+              finish: str | None = None, extra: dict[str, Any] | None = None,
+              delta: dict[str, Any] | None = None, logprobs: dict[str, Any] | None = None
               ) -> dict[str, Any]:
-        """One streamed chunk carrying ``text`` or a finish reason."""
-        choice: dict[str, Any] = {"index": index, "finish_reason": finish, "logprobs": None}
+        """One streamed chunk carrying ``text`` (or other ``delta`` fields) or a finish
+        reason."""
+        choice: dict[str, Any] = {"index": index, "finish_reason": finish,
+                                  "logprobs": logprobs}
         if self.kind == "chat":
-            delta: dict[str, Any] = {"role": "assistant"} if first else {}
+            body: dict[str, Any] = {"role": "assistant"} if first else {}
             if text is not None:
-                delta["content"] = text
-            choice["delta"] = delta
+                body["content"] = text
+            body.update(delta or {})
+            choice["delta"] = body
         else:
             choice["text"] = text or ""
         if extra is not None:

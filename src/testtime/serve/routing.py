@@ -62,6 +62,19 @@ class Router:
         self._build(config.default_strategy, "default_strategy", client=False)
         for alias, spec in config.strategies.items():
             self._build(spec, f"strategies.{alias}", client=False)
+        for level, preset in config.reasoning_effort.items():
+            self._build(preset.strategy, f"reasoning_effort.{level}", client=False)
+
+    def resolve_effort(self, level: str) -> tuple[Route, str | None]:
+        """The operator's preset for a ``reasoning_effort`` level: its Route and budget."""
+        preset = self.config.reasoning_effort.get(level)  # type: ignore[call-overload]
+        if preset is None:
+            offered = ", ".join(self.config.reasoning_effort) or "none"
+            raise ApiError(400, f"reasoning_effort {level!r} is not offered by this server "
+                           f"(offered: {offered})", "unsupported_value", "reasoning_effort")
+        route = Route(spec=preset.strategy, param="reasoning_effort",
+                      strategy=self._build(preset.strategy, "reasoning_effort", client=False))
+        return route, preset.budget
 
     def resolve(self, model: str, override: str | None = None) -> Route:
         """The Route for a request naming ``model`` with an optional strategy override.

@@ -1,8 +1,11 @@
 """Request bodies of the OpenAI endpoints the gateway serves (validated, documented in OpenAPI).
 
-Unknown OpenAI fields (``top_p``, ``stop``, ``user``, penalties, ...) are accepted and ignored
-so standard clients work; testtime's own options travel in the ``testtime`` object, which the
-openai client sends with ``extra_body={"testtime": {...}}``.
+Every field that changes the answer is honoured or refused: those declared here are honoured
+(or refused for a strategy that cannot honour them, by the endpoint), and the OpenAI fields in
+:data:`UNSUPPORTED` are refused when set to anything but their neutral value. Fields that do
+not change the answer (``user``, ``metadata``, ``store``, ...) are accepted and ignored.
+testtime's own options travel in the ``testtime`` object, which the openai client sends with
+``extra_body={"testtime": {...}}``.
 
 Validation is strict, as OpenAI's is: no coercion (``"n": "2"``, ``"n": true`` and
 ``"stream": "yes"`` are refused), and numbers must be finite.
@@ -10,9 +13,24 @@ Validation is strict, as OpenAI's is: no coercion (``"n": "2"``, ``"n": true`` a
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+UNSUPPORTED: dict[str, tuple[Any, ...]] = {
+    "frequency_penalty": (0, 0.0, None),
+    "presence_penalty": (0, 0.0, None),
+    "logit_bias": (None, {}),
+    "functions": (None, []),
+    "function_call": (None, "none", "auto"),
+    "audio": (None,),
+    "modalities": (None, ["text"]),
+    "prediction": (None,),
+    "web_search_options": (None,),
+    "suffix": (None, ""),
+    "echo": (None, False),
+    "best_of": (None, 1),
+}
 
 
 class TesttimeOptions(BaseModel):
@@ -27,6 +45,8 @@ class TesttimeOptions(BaseModel):
     budget: str | None = Field(default=None, max_length=256,
                                description="per-request budget, capped by the server's")
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    progress: bool = Field(default=False, description="when streaming, send progress chunks "
+                           "(samples finished, current leader and its votes, tokens spent)")
 
 
 class StreamOptions(BaseModel):
@@ -46,6 +66,25 @@ class ContentPart(BaseModel):
     text: str | None = None
 
 
+class FunctionCall(BaseModel):
+    """The function an assistant turn called, with its JSON-encoded arguments."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    name: str = Field(min_length=1, max_length=64)
+    arguments: str = Field(default="{}", max_length=65536)
+
+
+class ToolCallIn(BaseModel):
+    """A tool call of an earlier assistant turn."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    id: str = Field(default="", max_length=256)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
     """One chat message as OpenAI clients send it."""
 
@@ -54,6 +93,65 @@ class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = Field(default=None, max_length=256)
+    tool_calls: list[ToolCallIn] | None = Field(default=None, max_length=128)
+    tool_call_id: str | None = Field(default=None, max_length=256)
+
+
+class FunctionDef(BaseModel):
+    """A function the model may call: name, description and JSON Schema of its arguments."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str | None = Field(default=None, max_length=8192)
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(BaseModel):
+    """One entry of ``tools``."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(BaseModel):
+    """The function a named ``tool_choice`` forces."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    name: str = Field(min_length=1, max_length=64)
+
+
+class NamedToolChoice(BaseModel):
+    """``tool_choice`` naming one function."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JsonSchemaFormat(BaseModel):
+    """The schema of a ``json_schema`` response format."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    """``response_format``: plain text, any JSON object, or JSON following a schema."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
 
 
 class _Common(BaseModel):
@@ -66,7 +164,15 @@ class _Common(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    stop: str | list[str] | None = Field(default=None, description="up to 4 stop strings")
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     testtime: TesttimeOptions | None = None
+
+    def stops(self) -> tuple[str, ...]:
+        """The stop strings as a tuple."""
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
 
 
 class ChatCompletionRequest(_Common):
@@ -74,6 +180,13 @@ class ChatCompletionRequest(_Common):
 
     messages: list[ChatMessage] = Field(min_length=1, max_length=1024)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=131072)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    tools: list[Tool] | None = Field(default=None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
 
 
 class CompletionRequest(_Common):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
 
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from testtime.answers import extract_answer
 from testtime.backends.base import Backend
 from testtime.budget import Budget, BudgetExhausted, Ledger
+from testtime.chat import canonical_calls, parse_tool_calls, split_reasoning
 from testtime.code.extract import extract_code
 from testtime.registry import Nested, Registry, build
 from testtime.types import (
@@ -39,7 +40,12 @@ def derive_seed(*parts: object) -> int:
 
 @dataclass
 class Context:
-    """A strategy's view of the world for one problem: engine, verifier, budget, ledger, rng."""
+    """A strategy's view of the world for one problem: engine, verifier, budget, ledger, rng.
+
+    ``request`` holds what the caller asks of every generation (``stop`` strings added to the
+    strategy's own, ``top_p``, ``logprobs``, ``top_logprobs``); ``on_sample`` is told of each
+    batch of candidates as it is sampled (the gateway streams progress from it).
+    """
 
     backend: Backend
     verifier: Verifier | None = None
@@ -49,6 +55,8 @@ class Context:
     ledger: Ledger = field(init=False)
     rng: random.Random = field(init=False)
     trace: list[dict[str, Any]] = field(default_factory=list)
+    request: dict[str, Any] = field(default_factory=dict)
+    on_sample: Callable[[Sequence[Candidate]], None] | None = None
 
     def __post_init__(self) -> None:
         self.ledger = Ledger(budget=self.budget, cost=self.backend.cost)
@@ -85,6 +93,8 @@ class Context:
             req = req.model_copy(update={"n": n, "max_tokens": max_tokens})
         if req.seed is None:
             req = req.model_copy(update={"seed": self.next_seed()})
+        if self.request:
+            req = self.with_request(req)
         self.ledger.reserve(n * max_tokens)
         try:
             gen = await self.backend.generate(req)
@@ -92,6 +102,14 @@ class Context:
         finally:
             self.ledger.release(n * max_tokens)
         return gen
+
+    def with_request(self, req: GenerationRequest) -> GenerationRequest:
+        """``req`` with the caller's options applied (its stop strings added to req's)."""
+        update = {k: v for k, v in self.request.items() if k != "stop"}
+        stops = tuple(self.request.get("stop", ()))
+        if stops:
+            update["stop"] = req.stop + tuple(s for s in stops if s not in req.stop)
+        return req.model_copy(update=update)
 
     async def sample(self, prompt: Problem | Prompt, n: int, *, temperature: float = 0.8,
                      max_tokens: int = 512, stop: Sequence[str] = (),
@@ -104,16 +122,33 @@ class Context:
                                 stop=tuple(stop), logprobs=want_lp)
         gen = await self.generate(req)
         kind = prompt.kind if isinstance(prompt, Problem) else "math"
-        return [self.candidate(p, c, kind) for c in gen.completions]
+        out = [self.candidate(p, c, kind) for c in gen.completions]
+        if self.on_sample is not None and out:
+            self.on_sample(out)
+        return out
 
     @staticmethod
     def candidate(prompt: Prompt, completion: Any, kind: str = "math") -> Candidate:
         """A Candidate for a completion of ``prompt`` (the prefix counts as part of the text).
 
-        A code problem's answer is the candidate's extracted code; others' is the final answer.
+        A completion that calls tools (parsed by the engine, or read from its text when the
+        request declared tools) answers with the calls' canonical form. Otherwise a code
+        problem's answer is its extracted code, a free-text problem's only an answer the text
+        marks as final, and a math problem's the final answer; thinking (``<think>…</think>``)
+        never counts as the answer.
         """
         text = prompt.prefix + completion.text
-        answer = extract_code(text) if kind == "code" else extract_answer(text)
+        calls = completion.tool_calls or parse_tool_calls(completion.text, prompt.options)
+        if calls:
+            if not completion.tool_calls:
+                completion = completion.model_copy(update={"tool_calls": calls})
+            return Candidate(text=text, answer=canonical_calls(calls), completion=completion)
+        reply = split_reasoning(text)[1] or text
+        answer: str | None
+        if kind == "code":
+            answer = extract_code(reply)
+        else:
+            answer = extract_answer(reply, marked_only=kind == "text")
         return Candidate(text=text, answer=answer, completion=completion)
 
     async def score(self, problem: Problem, candidates: Sequence[Candidate],

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from testtime.strategies.aggregate import aggregate
 from testtime.strategies.base import Context, StrategySettings, strategies
-from testtime.strategies.voting import vote
 from testtime.types import Problem, Result
 
 
 @strategies.register("self-consistency")
 class SelfConsistency(StrategySettings):
-    """Sample n solutions and return the most common answer (deterministic tie-break)."""
+    """Sample n solutions and return the most common answer (deterministic tie-break); free
+    text with no answer to vote on is aggregated by universal self-consistency."""
 
     n: int = Field(default=8, ge=1, le=4096)
 
@@ -19,5 +20,6 @@ class SelfConsistency(StrategySettings):
         """Sample, then majority-vote over equivalent answers."""
         candidates = await ctx.sample(problem, self.n, temperature=self.temperature,
                                       max_tokens=self.max_tokens)
-        answer, votes = vote(candidates)
-        return ctx.result(problem, answer, candidates, votes=votes)
+        chosen = await aggregate(problem, candidates, ctx)
+        return ctx.result(problem, chosen.answer, candidates, text=chosen.text,
+                          votes=chosen.votes, aggregation=chosen.method)

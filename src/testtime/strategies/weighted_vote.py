@@ -6,8 +6,8 @@ from typing import ClassVar
 
 from pydantic import Field
 
+from testtime.strategies.aggregate import aggregate
 from testtime.strategies.base import Context, StrategySettings, strategies
-from testtime.strategies.voting import vote
 from testtime.types import Problem, Result
 from testtime.verifiers.confidence import ConfidenceVerifier
 
@@ -26,5 +26,6 @@ class WeightedVote(StrategySettings):
                                       max_tokens=self.max_tokens)
         scored = await ctx.score(problem, candidates)
         weights = [c.score.value if c.score else 0.0 for c in scored]
-        answer, votes = vote(scored, weights)
-        return ctx.result(problem, answer, scored, votes=votes)
+        chosen = await aggregate(problem, scored, ctx, weights)
+        return ctx.result(problem, chosen.answer, scored, text=chosen.text, votes=chosen.votes,
+                          aggregation=chosen.method)
