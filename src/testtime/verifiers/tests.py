@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field
 
 from testtime.code.problems import run_candidate
-from testtime.code.sandbox import Limits, Mode, RunResult
+from testtime.code.sandbox import Limits, RunResult
 from testtime.types import Candidate, Problem, Score, Usage
 from testtime.verifiers.base import VerifierSettings, VerifyContext, verifiers
 
@@ -29,7 +29,9 @@ class TestsVerifier(VerifierSettings):
     cpu: int = Field(default=5, ge=1, le=600, description="CPU seconds per run")
     memory_mb: int = Field(default=1024, ge=64, le=65536)
     parallel: int = Field(default=0, ge=0, le=256, description="runs at once; 0: CPU count")
-    sandbox: Mode = "auto"
+    sandbox: Literal["auto", "namespace", "userns"] = Field(
+        default="auto", description="the box; the unisolated 'process' mode is the operator's "
+                                    "choice only (TESTTIME_SANDBOX=process)")
     source: Literal["hidden", "examples"] = Field(
         default="hidden", description="the problem's tests, or its docstring examples")
 
@@ -55,4 +57,5 @@ class TestsVerifier(VerifierSettings):
 def _detail(run: RunResult) -> str:
     passed = f"{sum(run.passed)}/{len(run.passed)} tests" if run.loaded else "did not load"
     first = next(iter(run.errors.values()), "")
-    return f"{passed}, {run.status}, {run.seconds:.2f}s" + (f"; {first}" if first else "")
+    return (f"{passed}, {run.status}, {run.seconds:.2f}s, {run.mode} box, {run.verdict} verdict"
+            + (f"; {first}" if first else ""))
