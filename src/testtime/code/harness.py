@@ -29,6 +29,8 @@ class CandidateGone(CandidateError):
 
 
 MAX_REPLY = 64 * 1024 * 1024
+_PROBES = frozenset({"__deepcopy__", "__copy__", "__length_hint__", "__getstate__",
+                     "__setstate__", "__reduce__", "__reduce_ex__", "__getnewargs_ex__"})
 
 
 class _Channel:
@@ -94,7 +96,7 @@ class _Candidate:
         return f"<candidate {self._name}>"
 
     def __getattr__(self, attr: str) -> object:
-        if attr.startswith("__"):
+        if attr in _PROBES:
             raise AttributeError(attr)
         raise Unsplittable(f"the tests use {self._name}.{attr}")
 

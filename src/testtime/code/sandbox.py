@@ -153,6 +153,7 @@ def _tools() -> bool:
 @functools.lru_cache(maxsize=4)
 def available(mode: Isolation) -> bool:
     """Whether ``mode`` works here: its requirements hold and a probe run passes."""
+    _libc()
     if mode == "process":
         return True
     if not _tools() or (mode == "namespace" and os.geteuid() != 0):
@@ -217,7 +218,23 @@ def run_calls(program: str, calls: Sequence[tuple[str, Sequence[Any], dict[str, 
     return _run(isolation, program, [], list(calls), limits or Limits(), True)
 
 
+@functools.lru_cache(maxsize=1)
+def _libc() -> Any:
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In a child before exec: be SIGKILLed when the thread that started it goes away."""
+    _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 def _limit_resources(limits: Limits, processes: bool) -> None:
+    _die_with_parent()
     mb = 1024 * 1024
     pairs = [
         (resource.RLIMIT_AS, limits.memory_mb * mb, limits.memory_mb * mb),
@@ -233,6 +250,7 @@ def _limit_resources(limits: Limits, processes: bool) -> None:
 
 
 def _limit_harness(limits: Limits) -> None:
+    _die_with_parent()
     mb = 1024 * 1024
     memory = max(limits.memory_mb, 1024) * mb
     cpu = int(limits.wall_seconds) + 2
