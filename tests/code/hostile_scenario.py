@@ -13,8 +13,8 @@ import os
 import sys
 
 from testtime.code import grade
-from testtime.code.sandbox import Limits, resolve_mode, run_tests
 from testtime.code.problems import split_check
+from testtime.code.sandbox import Limits, resolve_mode, run_tests
 from testtime.types import Candidate, Completion, Problem
 from testtime.verifiers import VerifyContext, make_verifier
 

@@ -14,6 +14,10 @@ argument, an attribute of the candidate) cannot be split: the harness says so an
 import builtins
 import contextlib
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # at run time wire.py's text comes first
+    from testtime.code.wire import Unplain, dumps, from_plain, loads, to_plain
 
 
 class Unsplittable(BaseException):
@@ -80,7 +84,7 @@ def _raise(name: object, message: object) -> None:
 def _update(arg: object, new: object) -> None:
     if type(arg) is list and type(new) is list:
         arg[:] = new
-    elif type(arg) is dict and type(new) is dict or type(arg) is set and type(new) is set:
+    elif (type(arg) is dict and type(new) is dict) or (type(arg) is set and type(new) is set):
         arg.clear()
         arg.update(new)
 
@@ -124,7 +128,7 @@ class _Candidate:
             raise CandidateError(f"the candidate returned something that is not plain data "
                                  f"({exc})") from None
         if type(after) is list and len(after) == len(args):
-            for arg, new in zip(args, after):
+            for arg, new in zip(args, after, strict=True):
                 _update(arg, new)
         return value
 

@@ -139,9 +139,19 @@ def example_steps(prompt: str, entry_point: str) -> tuple[tuple[str, bool], ...]
     return tuple(steps)
 
 
+def code_prompt(problem: Problem) -> tuple[str, str]:
+    """A code problem's prompt and entry point (its tests are not needed, nor read)."""
+    meta = problem.metadata
+    if problem.kind != "code" or not all(isinstance(meta.get(k), str)
+                                         for k in ("prompt", "entry_point")):
+        raise CodeProblemError(f"problem {problem.id!r} is not a code problem with a prompt "
+                               "and an entry point")
+    return meta["prompt"], meta["entry_point"]
+
+
 def program_for(problem: Problem, text: str) -> str:
     """The program a candidate's text stands for: the prompt completed by its code."""
-    prompt, _, entry_point = _meta(problem)
+    prompt, entry_point = code_prompt(problem)
     return complete_function(prompt, text, entry_point)
 
 

@@ -60,7 +60,9 @@ _SETUP = r"""
 fail() { echo "testtime-box: setup failed: $1" >&2; exit 97; }
 mount --make-rprivate / || fail "mount --make-rprivate /"
 while read -r _ _ _ _ mp _; do
-  case "$mp" in *\\*) mp=$(printf '%b' "$(printf '%s' "$mp" | sed 's/\\\([0-7]\{3\}\)/\\0\1/g')");; esac
+  case "$mp" in
+    *\\*) mp=$(printf '%b' "$(printf '%s' "$mp" | sed 's/\\\([0-7]\{3\}\)/\\0\1/g')");;
+  esac
   case "$mp" in /proc|/proc/*) continue;; esac
   mount -o remount,bind,ro "$mp" 2>/dev/null || fail "cannot make $mp read-only"
 done < /proc/self/mountinfo
@@ -152,11 +154,15 @@ def _tools() -> bool:
 
 @functools.lru_cache(maxsize=4)
 def available(mode: Isolation) -> bool:
-    """Whether ``mode`` works here: its requirements hold and a probe run passes."""
+    """Whether ``mode`` works here: its requirements hold and a probe run passes.
+
+    ``namespace`` needs root; ``userns`` needs a user other than root (mapped to root in its
+    namespace, root would keep root's ownership of files and sysctls).
+    """
     _libc()
     if mode == "process":
         return True
-    if not _tools() or (mode == "namespace" and os.geteuid() != 0):
+    if not _tools() or (mode == "namespace") != (os.geteuid() == 0):
         return False
     try:
         probe = _run(mode, "x = 1\n", [("assert x == 1", True)], None, Limits(), True)
@@ -183,9 +189,10 @@ def resolve_mode(mode: Mode = "auto") -> Isolation:
                 f"TESTTIME_SANDBOX must be auto, namespace, userns or process, not {env!r}")
         mode = env  # type: ignore[assignment]
     if mode == "auto":
+        strong: Isolation
         for strong in ("namespace", "userns"):
-            if available(strong):  # type: ignore[arg-type]
-                return strong  # type: ignore[return-value]
+            if available(strong):
+                return strong
         raise SandboxError(
             "no real isolation is available here (needs util-linux unshare/setpriv and root "
             "or unprivileged user namespaces), so untrusted code is not run; set "

@@ -11,6 +11,7 @@ only: this file's text is also the head of the scripts run in the sandbox.
 
 import json
 import sys
+from typing import Any
 
 MAX_DEPTH = 64
 MAX_INT_DIGITS = 100_000
@@ -25,7 +26,7 @@ def _check_int_digits() -> None:
         sys.set_int_max_str_digits(MAX_INT_DIGITS)
 
 
-def to_plain(value: object, depth: int = 0) -> object:
+def to_plain(value: Any, depth: int = 0) -> Any:
     """``value`` as tagged JSON-able data; :class:`Unplain` if it holds anything else."""
     if depth > MAX_DEPTH:
         raise Unplain("nested too deeply")
@@ -33,23 +34,23 @@ def to_plain(value: object, depth: int = 0) -> object:
     if value is None or kind is bool or kind is int or kind is float or kind is str:
         return value
     if kind is list:
-        return [to_plain(v, depth + 1) for v in value]  # type: ignore[attr-defined]
+        return [to_plain(v, depth + 1) for v in value]
     if kind is tuple:
-        return {"t": [to_plain(v, depth + 1) for v in value]}  # type: ignore[attr-defined]
+        return {"t": [to_plain(v, depth + 1) for v in value]}
     if kind is dict:
         return {"d": [[to_plain(k, depth + 1), to_plain(v, depth + 1)]
-                      for k, v in value.items()]}  # type: ignore[attr-defined]
+                      for k, v in value.items()]}
     if kind is set or kind is frozenset:
-        items = [to_plain(v, depth + 1) for v in value]  # type: ignore[attr-defined]
+        items = [to_plain(v, depth + 1) for v in value]
         return {"s" if kind is set else "f": items}
     if kind is bytes:
-        return {"b": value.hex()}  # type: ignore[attr-defined]
+        return {"b": value.hex()}
     if kind is complex:
-        return {"c": [value.real, value.imag]}  # type: ignore[attr-defined]
+        return {"c": [value.real, value.imag]}
     raise Unplain(f"{kind.__module__}.{kind.__qualname__} is not plain data")
 
 
-def from_plain(data: object, depth: int = 0) -> object:
+def from_plain(data: Any, depth: int = 0) -> Any:
     """The value tagged JSON-able ``data`` (as ``json.loads`` gives it) stands for."""
     if depth > MAX_DEPTH:
         raise Unplain("nested too deeply")
@@ -57,10 +58,10 @@ def from_plain(data: object, depth: int = 0) -> object:
     if data is None or kind is bool or kind is int or kind is float or kind is str:
         return data
     if kind is list:
-        return [from_plain(v, depth + 1) for v in data]  # type: ignore[attr-defined]
-    if kind is not dict or len(data) != 1:  # type: ignore[arg-type]
+        return [from_plain(v, depth + 1) for v in data]
+    if kind is not dict or len(data) != 1:
         raise Unplain(f"not plain data: {kind.__name__}")
-    (tag, body), = data.items()  # type: ignore[attr-defined]
+    (tag, body), = data.items()
     try:
         if tag == "b" and type(body) is str:
             return bytes.fromhex(body)
@@ -74,21 +75,21 @@ def from_plain(data: object, depth: int = 0) -> object:
         if tag == "f":
             return frozenset(items)
         if tag == "c" and len(items) == 2 and all(type(x) is float for x in items):
-            return complex(items[0], items[1])  # type: ignore[arg-type]
+            return complex(items[0], items[1])
         if tag == "d" and all(type(p) is list and len(p) == 2 for p in items):
-            return {p[0]: p[1] for p in items}  # type: ignore[index]
+            return {p[0]: p[1] for p in items}
     except TypeError as exc:  # an unhashable key or set member
         raise Unplain(str(exc)) from None
     raise Unplain(f"unknown tag {tag!r}")
 
 
-def dumps(value: object) -> str:
+def dumps(value: Any) -> str:
     """One line of JSON for ``value`` (which must already be tagged plain data)."""
     _check_int_digits()
     return json.dumps(value, separators=(",", ":"))
 
 
-def loads(line: str | bytes) -> object:
+def loads(line: str | bytes) -> Any:
     """Parse one line of JSON, refusing anything that is not JSON (an :class:`Unplain`)."""
     _check_int_digits()
     try:
@@ -97,11 +98,11 @@ def loads(line: str | bytes) -> object:
         raise Unplain(f"not JSON: {exc}"[:200]) from None
 
 
-def encode(value: object) -> str:
+def encode(value: Any) -> str:
     """``value`` as one line on the wire."""
     return dumps(to_plain(value))
 
 
-def decode(line: str | bytes) -> object:
+def decode(line: str | bytes) -> Any:
     """The plain value one line on the wire stands for."""
     return from_plain(loads(line))

@@ -20,6 +20,10 @@ import contextlib
 import os
 import resource
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # at run time wire.py's text comes first
+    from testtime.code.wire import Unplain, dumps, from_plain, loads, to_plain
 
 _ROOT = os.path.realpath(os.getcwd())
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND

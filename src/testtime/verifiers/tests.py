@@ -48,8 +48,9 @@ class TestsVerifier(VerifierSettings):
                                                self.sandbox, examples=self.source == "examples")
 
         runs = await asyncio.gather(*(one(c) for c in candidates))
-        ctx.ledger.add(Usage(verifier_calls=len(runs),
-                             verifier_seconds=sum(r.seconds for r in runs),
+        seconds = sum(r.seconds for r in runs)
+        ctx.ledger.add(Usage(verifier_calls=len(runs), verifier_seconds=seconds,
+                             sandbox_runs=len(runs), sandbox_seconds=seconds,
                              counted_by=("sandbox",)))
         return [Score(value=r.fraction, detail=_detail(r)) for r in runs]
 
