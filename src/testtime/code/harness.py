@@ -3,8 +3,10 @@
 Runs as ``python -I -S -c <wire.py + this file>``, outside the candidate's sandbox, and reads
 a JSON spec on stdin: ``program`` (sent to the candidate to load), ``rfd``/``wfd`` (the
 channel's descriptors), and either ``steps`` (test code, ``[source, is_test]`` pairs) or
-``calls`` (``[name, args, kwargs]`` to run and report the plain values of). In the steps,
-every function the candidate's program defines is a proxy that sends its arguments as plain
+``calls`` (``[name, args, kwargs]`` to run and report the plain values of), and optionally
+``trusted`` (the problem's own code, e.g. a prompt's helper functions the tests use: run here,
+so a candidate that redefines them changes nothing) with its ``entry_point``. In the steps,
+every other function the candidate's program defines is a proxy that sends its arguments as plain
 data and returns the plain data the candidate sent back, so each assert compares built-in
 values in this process; the candidate never sees a test or an expected value. Results go to
 stdout, one JSON line each. A test that needs more than plain data (a function passed as an
@@ -179,14 +181,23 @@ def _run(out: _Out, channel: _Channel, spec: dict) -> None:
         return
     out.emit({"step": -1, "ok": True})
     namespace: dict = {"__name__": "__main__", "__builtins__": builtins}
+    trusted: set = set()
+    if spec.get("trusted"):
+        try:
+            exec(compile(spec["trusted"], "<problem>", "exec"), namespace)
+            trusted = set(namespace) - {"__name__", "__builtins__", spec.get("entry_point")}
+        except Exception:
+            namespace = {"__name__": "__main__", "__builtins__": builtins}
     values = hello.get("values")
     if type(values) is dict:
         for name, value in values.items():
-            with contextlib.suppress(Unplain, RecursionError):
-                namespace[str(name)] = from_plain(value)
+            if str(name) not in trusted:
+                with contextlib.suppress(Unplain, RecursionError):
+                    namespace[str(name)] = from_plain(value)
     callables = hello.get("callables")
     for name in callables if type(callables) is list else []:
-        namespace[str(name)] = _Candidate(channel, str(name))
+        if str(name) not in trusted:
+            namespace[str(name)] = _Candidate(channel, str(name))
     for i, call in enumerate(spec.get("calls") or []):
         name, args, kwargs = call
         try:

@@ -157,8 +157,8 @@ def program_for(problem: Problem, text: str) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _run_cached(program: str, steps: tuple[tuple[str, bool], ...], limits: Limits,
-                mode: Mode) -> RunResult:
-    return run_tests(program, steps, limits, mode)
+                mode: Mode, prompt: str, entry_point: str) -> RunResult:
+    return run_tests(program, steps, limits, mode, trusted=prompt, entry_point=entry_point)
 
 
 def run_candidate(problem: Problem, text: str, limits: Limits | None = None,
@@ -167,11 +167,13 @@ def run_candidate(problem: Problem, text: str, limits: Limits | None = None,
 
     With ``examples`` the tests are the prompt's docstring examples instead of the grading
     tests. Results are cached by (program, tests, limits), so a verifier's run and the
-    grader's agree and the same code is not run twice.
+    grader's agree and the same code is not run twice. The tests use the prompt's own helper
+    functions (run beside them), never a candidate's redefinition of them.
     """
     prompt, test, entry_point = _meta(problem)
     steps = example_steps(prompt, entry_point) if examples else split_check(test, entry_point)
-    return _run_cached(program_for(problem, text), steps, limits or Limits(), mode)
+    return _run_cached(program_for(problem, text), steps, limits or Limits(), mode, prompt,
+                       entry_point)
 
 
 def grade(problem: Problem, text: str | None) -> bool:

@@ -203,16 +203,22 @@ def resolve_mode(mode: Mode = "auto") -> Isolation:
 
 
 def run_tests(program: str, steps: Sequence[tuple[str, bool]], limits: Limits | None = None,
-              mode: Mode = "auto", *, guard: bool = True) -> RunResult:
+              mode: Mode = "auto", *, guard: bool = True, trusted: str = "",
+              entry_point: str | None = None) -> RunResult:
     """Run ``program`` in a box, and each step (``(source, is_test)``) in the harness.
 
     A test step passes when it raises nothing. A failing setup step (``is_test`` false) stops
     the run; every test not reported as passed (timeout, crash, kill) counts as failed. Steps
     that need more than plain data from the candidate are rerun beside it (``verdict``).
     ``guard=False`` leaves out the audit hook, to test what the OS layers hold on their own.
+    ``trusted`` is the problem's own code (a prompt): its functions other than
+    ``entry_point`` are run in the harness, so the tests use those, never the candidate's.
     """
+    if trusted and not entry_point:
+        raise ValueError("trusted code needs the entry point it must not stand in for")
     isolation = resolve_mode(mode)
-    return _run(isolation, program, list(steps), None, limits or Limits(), guard)
+    return _run(isolation, program, list(steps), None, limits or Limits(), guard,
+                trusted, entry_point)
 
 
 def run_calls(program: str, calls: Sequence[tuple[str, Sequence[Any], dict[str, Any]]],
@@ -331,8 +337,8 @@ def _workdir(mode: Isolation) -> Any:
 
 def _run(mode: Isolation, program: str, steps: list[tuple[str, bool]],
          calls: list[tuple[str, Sequence[Any], dict[str, Any]]] | None, limits: Limits,
-         guard: bool) -> RunResult:
-    first = _run_channel(mode, program, steps, calls, limits, guard)
+         guard: bool, trusted: str = "", entry_point: str | None = None) -> RunResult:
+    first = _run_channel(mode, program, steps, calls, limits, guard, trusted, entry_point)
     if first.verdict == "channel" or calls is not None:
         return first
     second = _run_shared(mode, program, steps, limits, guard)
@@ -376,7 +382,8 @@ def _end_box(box: subprocess.Popen[bytes], grace: float) -> tuple[int, float, bo
 
 def _run_channel(mode: Isolation, program: str, steps: list[tuple[str, bool]],
                  calls: list[tuple[str, Sequence[Any], dict[str, Any]]] | None,
-                 limits: Limits, guard: bool) -> RunResult:
+                 limits: Limits, guard: bool, trusted: str = "",
+                 entry_point: str | None = None) -> RunResult:
     started = time.monotonic()
     timed_out = False
     with _workdir(mode) as workdir, tempfile.TemporaryFile() as out:
@@ -391,7 +398,8 @@ def _run_channel(mode: Isolation, program: str, steps: list[tuple[str, bool]],
             spec = json.dumps({"program": program, "guard": guard, "steps": steps,
                                "calls": [[n, _plain(a), _plain(dict(k))] for n, a, k in calls]
                                if calls is not None else None,
-                               "rfd": from_box_r, "wfd": to_box_w,
+                               "rfd": from_box_r, "wfd": to_box_w, "trusted": trusted,
+                               "entry_point": entry_point,
                                "processes": limits.processes})
             harness = subprocess.Popen(
                 [sys.executable, "-I", "-S", "-c", HARNESS], stdin=subprocess.PIPE,
@@ -486,9 +494,6 @@ def _parse_channel(report: str, steps: list[tuple[str, bool]],
         passed = tuple(ok.get(i, False) for i in range(len(calls)))
     else:
         passed = tuple(ok.get(i, False) for i, (_, is_test) in enumerate(steps) if is_test)
-    if calls is not None:
-        loaded = loaded or bool(ok) or any(not e.startswith("CandidateGone") for e in
-                                           errors.values())
     status = _status(mode, code, cpu, timed_out, limits, list(errors.values()))
     return RunResult(loaded=loaded, passed=passed, status=status, seconds=seconds, mode=mode,
                      errors=errors, output=raw[-2000:], verdict=verdict, cpu_seconds=cpu,
