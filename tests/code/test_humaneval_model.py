@@ -34,8 +34,8 @@ async def test_best_of_n_with_tests_on_humaneval(qwen05: EmbeddedBackend) -> Non
 @pytest.mark.model
 async def test_best_of_n_with_generated_tests_on_humaneval(qwen05: EmbeddedBackend) -> None:
     problems = [p for p in make_task("humaneval").problems(limit=3) if p.id == "HumanEval/2"]
-    spec = ("best-of-n:n=2,max_tokens=200,temperature=0.6,"
-            "verifier=[codet:samples=1,count=5,max_tokens=160]")
+    spec = ("best-of-n:n=2,max_tokens=128,temperature=0.6,"
+            "verifier=[codet:samples=1,count=3,max_tokens=80]")
     records, seconds = await run_problems(problems, make_strategy(spec), qwen05, spec=spec,
                                           seed=0)
     rec = records[0]
