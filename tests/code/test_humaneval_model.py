@@ -32,6 +32,7 @@ async def test_best_of_n_with_tests_on_humaneval(qwen05: EmbeddedBackend) -> Non
 
 
 @pytest.mark.model
+@pytest.mark.slow
 async def test_best_of_n_with_generated_tests_on_humaneval(qwen05: EmbeddedBackend) -> None:
     problems = [p for p in make_task("humaneval").problems(limit=3) if p.id == "HumanEval/2"]
     spec = ("best-of-n:n=2,max_tokens=128,temperature=0.6,"
