@@ -20,6 +20,10 @@ setup: $(BIN)/python
 
 setup-dev: $(BIN)/python
 	$(BIN)/pip install -q -e '.[embedded,serve,eval,ray,hf,dev,code]'
+	@# the code sandbox's boxes (docs/code-verification.md) need util-linux's unshare/setpriv
+	@command -v unshare >/dev/null && command -v setpriv >/dev/null && command -v mount >/dev/null \
+		|| { [ "$$(id -u)" = 0 ] && apt-get install -y -q util-linux mount >/dev/null; } \
+		|| echo "warning: no unshare/setpriv: code verification will refuse untrusted code"
 
 demo: setup
 	$(BIN)/testtime pull $(MODEL)

@@ -208,10 +208,17 @@ class Usage(Frozen):
     calls: int = 0
     verifier_calls: int = 0
     verifier_seconds: float = 0.0
+    sandbox_runs: int = 0
+    sandbox_seconds: float = 0.0
     seconds: float = 0.0
     flops: float = 0.0
     memory_bytes: float = 0.0
     counted_by: tuple[str, ...] = ()
+
+    @property
+    def sandbox_seconds_per_run(self) -> float:
+        """Mean sandbox seconds per candidate run (0 when no code ran)."""
+        return self.sandbox_seconds / self.sandbox_runs if self.sandbox_runs else 0.0
 
     @property
     def total_tokens(self) -> int:
@@ -227,6 +234,8 @@ class Usage(Frozen):
             calls=self.calls + other.calls,
             verifier_calls=self.verifier_calls + other.verifier_calls,
             verifier_seconds=self.verifier_seconds + other.verifier_seconds,
+            sandbox_runs=self.sandbox_runs + other.sandbox_runs,
+            sandbox_seconds=self.sandbox_seconds + other.sandbox_seconds,
             seconds=self.seconds + other.seconds,
             flops=self.flops + other.flops,
             memory_bytes=self.memory_bytes + other.memory_bytes,

@@ -158,3 +158,12 @@ async def test_best_of_n_with_tests_picks_the_passing_candidate_and_records_grad
                         wall_seconds=seconds)
     assert summary.accuracy == 1.0 and summary.sample_accuracy == 0.25
     assert summary.pass_at_k == 1.0 and summary.usage.verifier_seconds > 0
+
+
+def test_tests_use_the_prompts_helpers_not_the_candidates() -> None:
+    """HumanEval/32's test checks ``poly(coeffs, find_zero(coeffs))``: redefining poly fails."""
+    p = make_task("humaneval").problems(limit=33)[32]
+    cheat = ("```python\ndef poly(xs, x):\n    return 0\n\n"
+             "def find_zero(xs):\n    return 0.0\n```")
+    assert not grade(p, cheat)
+    assert grade(p, p.reference)

@@ -29,3 +29,20 @@ async def test_best_of_n_with_tests_on_humaneval(qwen05: EmbeddedBackend) -> Non
     assert summary.accuracy >= summary.sample_accuracy
     assert summary.usage.verifier_calls == 4 and summary.usage.verifier_tokens == 0
     assert summary.usage.verifier_seconds > 0
+
+
+@pytest.mark.model
+@pytest.mark.slow
+async def test_best_of_n_with_generated_tests_on_humaneval(qwen05: EmbeddedBackend) -> None:
+    problems = [p for p in make_task("humaneval").problems(limit=3) if p.id == "HumanEval/2"]
+    spec = ("best-of-n:n=2,max_tokens=128,temperature=0.6,"
+            "verifier=[codet:samples=1,count=3,max_tokens=80]")
+    records, seconds = await run_problems(problems, make_strategy(spec), qwen05, spec=spec,
+                                          seed=0)
+    rec = records[0]
+    assert rec.get("error") is None, rec.get("error")
+    assert all(c["score"] is not None and 0.0 <= c["score"] <= 1.0 for c in rec["candidates"])
+    summary = summarise(records, strategy=spec, backend="qwen", task="humaneval",
+                        wall_seconds=seconds)
+    assert summary.usage.verifier_tokens > 0  # the model wrote the tests, billed as verifier
+    assert summary.usage.sandbox_runs == 2 and summary.usage.sandbox_seconds_per_run > 0

@@ -5,21 +5,26 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from testtime.code.sandbox import Limits, RunResult, namespace_available, run_tests
+from testtime.code.sandbox import Limits, RunResult, available, run_tests
 
 SECRET = "hunter2-do-not-leak"
 FAST = Limits(wall_seconds=4, cpu_seconds=2, memory_mb=256, processes=16)
+NEEDS_NS = pytest.mark.skipif(not available("namespace"),
+                              reason="namespace sandbox needs root, unshare, setpriv")
+NEEDS_USERNS = pytest.mark.skipif(not available("userns"),
+                                  reason="userns sandbox needs a non-root user and user namespaces")
 LAYERS = [
     pytest.param("process", True, id="process+hook"),
-    pytest.param("namespace", True, id="namespace+hook", marks=pytest.mark.skipif(
-        not namespace_available(), reason="namespace sandbox needs root, unshare, setpriv")),
-    pytest.param("namespace", False, id="namespace-only", marks=pytest.mark.skipif(
-        not namespace_available(), reason="namespace sandbox needs root, unshare, setpriv")),
+    pytest.param("namespace", True, id="namespace+hook", marks=NEEDS_NS),
+    pytest.param("namespace", False, id="namespace-only", marks=NEEDS_NS),
+    pytest.param("userns", True, id="userns+hook", marks=NEEDS_USERNS),
+    pytest.param("userns", False, id="userns-only", marks=NEEDS_USERNS),
 ]
 PASS = [("assert True is not False", True)]
 
@@ -34,7 +39,7 @@ def sandbox_processes() -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if b"_Channel" in (entry / "cmdline").read_bytes():
+                if b"Plain data across the sandbox's channel" in (entry / "cmdline").read_bytes():
                     pids.append(int(entry.name))
             except OSError:
                 continue
@@ -138,7 +143,7 @@ def test_writes_outside_the_sandbox_are_refused(mode: str, guard: bool, tmp_path
     targets = [Path.home() / marker, Path("/tmp") / marker, tmp_path / marker]
     for target in targets:
         run = hostile(f"open({str(target)!r}, 'w').write('pwned')\n", mode, guard)
-        private_tmp = mode == "namespace" and target.is_relative_to("/tmp")
+        private_tmp = mode != "process" and target.is_relative_to("/tmp")
         assert private_tmp or not run.all_passed, target
         assert not target.exists(), f"{target} was written"
     inside = hostile("import os\nopen(os.path.expanduser('~/ok.txt'), 'w').write('fine')\n"
@@ -180,3 +185,114 @@ def test_run_continues_after_every_attack() -> None:
     results = [run_tests(a, PASS, FAST) for a in attacks]
     assert not any(r.all_passed for r in results)
     assert run_tests("y = 1\n", PASS, FAST).all_passed
+
+
+def test_wire_keeps_exact_types_and_refuses_objects() -> None:
+    from testtime.code import wire
+
+    values = [None, True, 1, 1.5, float("inf"), "s", [1, (2, 3)], {(1, "a"): {3}},
+              frozenset({1}), b"\x00", 2j, 10**400]
+    for value in values:
+        back = wire.decode(wire.encode(value))
+        assert back == value and type(back) is type(value)
+    assert type(wire.decode(wire.encode(True))) is bool
+    assert type(wire.decode(wire.encode(1))) is int
+
+    class Sneaky(int):
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        __hash__ = int.__hash__
+
+    for bad in (Sneaky(1), object(), [lambda: 1], {"k": Sneaky(2)}):
+        with pytest.raises(wire.Unplain):
+            wire.encode(bad)
+    for line in ('{"t": [1], "d": []}', '{"x": 1}', '{"d": [[[1], 2]]}', "[1", "NaNx"):
+        with pytest.raises(wire.Unplain):
+            wire.decode(line)
+
+
+ADD = "def add(a, b):\n    return a + b\n"
+
+
+def test_exceptions_mutations_and_globals_cross_the_channel() -> None:
+    program = ("LIMIT = 3\ndef check_pos(x):\n    if x < 0:\n        raise ValueError('neg')\n"
+               "    return x\ndef push(xs):\n    xs.append(1)\n")
+    steps = [("try:\n    check_pos(-1)\n    assert False\nexcept ValueError:\n    pass", True),
+             ("a = []\npush(a)\nassert a == [1]", True), ("assert LIMIT == 3", True),
+             ("assert check_pos(True) is True and check_pos(1) is not True", True)]
+    run = run_tests(program, steps, FAST)
+    assert run.all_passed and run.verdict == "channel", run
+
+
+def test_tests_that_need_objects_fall_back_and_say_so() -> None:
+    program = "def apply(f, x):\n    return f(x)\n"
+    run = run_tests(program, [("assert apply(lambda v: v + 1, 1) == 2", True)], FAST)
+    assert run.all_passed
+    assert run.verdict.startswith("shared:") and "not plain data" in run.verdict
+    named = run_tests(ADD, [("assert add.__name__ == 'add'", True)], FAST)
+    assert named.all_passed and named.verdict.startswith("shared:")
+
+
+def test_run_calls_returns_plain_values() -> None:
+    from testtime.code.sandbox import run_calls
+
+    run = run_calls(ADD, [("add", [1, 2], {}), ("add", [(1,), (2,)], {}), ("add", [1], {})],
+                    FAST)
+    assert run.loaded and run.passed == (True, True, False)
+    assert run.values[:2] == (3, (1, 2)) and type(run.values[1]) is tuple
+    assert "TypeError" in run.errors[2]
+
+
+@pytest.mark.parametrize(("program", "status"), [
+    ("import os\nos._exit(3)\n", "exit 3"),
+    ("import ctypes\nctypes.string_at(0)\n", "crashed (SIGSEGV)"),
+    ("import time\ntime.sleep(60)\n", "timeout"),
+])
+def test_statuses_say_what_happened(program: str, status: str) -> None:
+    run = run_tests(program, PASS, FAST, guard=False)
+    assert run.status == status and not run.all_passed
+
+
+def test_auto_refuses_without_real_isolation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from testtime.code import sandbox
+
+    monkeypatch.setattr(sandbox, "available", lambda mode: mode == "process")
+    monkeypatch.delenv("TESTTIME_SANDBOX", raising=False)
+    with pytest.raises(sandbox.SandboxError, match="TESTTIME_SANDBOX=process"):
+        sandbox.resolve_mode("auto")
+    monkeypatch.setenv("TESTTIME_SANDBOX", "process")
+    assert sandbox.resolve_mode("auto") == "process"
+    assert sandbox.resolve_mode("process") == "process"
+
+
+def test_stale_box_directories_of_dead_owners_are_swept(tmp_path: Path) -> None:
+    from testtime.code.sandbox import sweep_stale_dirs
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f"testtime-box-{dead.pid}-abc"
+    mine = tmp_path / f"testtime-box-{os.getpid()}-abc"
+    for d in (stale, mine):
+        (d / "sub").mkdir(parents=True)
+    assert sweep_stale_dirs(str(tmp_path)) == [str(stale)]
+    assert not stale.exists() and mine.exists()
+
+
+def test_process_mode_leaves_no_directory_when_killed(tmp_path: Path) -> None:
+    """A verifier killed mid-run leaves its box directory; the next run removes it."""
+    env = {**os.environ, "TMPDIR": str(tmp_path), "TESTTIME_SANDBOX": "process"}
+    code = ("from testtime.code.sandbox import run_tests, Limits\n"
+            "run_tests('import time\\ntime.sleep(60)\\n', [('assert True', True)], "
+            "Limits(wall_seconds=60))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    deadline = time.monotonic() + 30
+    while not list(tmp_path.glob("testtime-box-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert list(tmp_path.glob("testtime-box-*"))
+    after = subprocess.run([sys.executable, "-c", code.replace("60)", "1)")], env=env,
+                           check=True, timeout=60)
+    assert after.returncode == 0
+    assert not list(tmp_path.glob("testtime-box-*"))

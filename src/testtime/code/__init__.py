@@ -8,7 +8,7 @@ from testtime.code.problems import (
     run_candidate,
     split_check,
 )
-from testtime.code.sandbox import Limits, RunResult, SandboxError, run_tests
+from testtime.code.sandbox import Limits, RunResult, SandboxError, run_calls, run_tests
 
 __all__ = [
     "CodeProblemError",
@@ -19,6 +19,7 @@ __all__ = [
     "example_steps",
     "extract_code",
     "grade",
+    "run_calls",
     "run_candidate",
     "run_tests",
     "split_check",

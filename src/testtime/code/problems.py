@@ -139,16 +139,26 @@ def example_steps(prompt: str, entry_point: str) -> tuple[tuple[str, bool], ...]
     return tuple(steps)
 
 
+def code_prompt(problem: Problem) -> tuple[str, str]:
+    """A code problem's prompt and entry point (its tests are not needed, nor read)."""
+    meta = problem.metadata
+    if problem.kind != "code" or not all(isinstance(meta.get(k), str)
+                                         for k in ("prompt", "entry_point")):
+        raise CodeProblemError(f"problem {problem.id!r} is not a code problem with a prompt "
+                               "and an entry point")
+    return meta["prompt"], meta["entry_point"]
+
+
 def program_for(problem: Problem, text: str) -> str:
     """The program a candidate's text stands for: the prompt completed by its code."""
-    prompt, _, entry_point = _meta(problem)
+    prompt, entry_point = code_prompt(problem)
     return complete_function(prompt, text, entry_point)
 
 
 @functools.lru_cache(maxsize=4096)
 def _run_cached(program: str, steps: tuple[tuple[str, bool], ...], limits: Limits,
-                mode: Mode) -> RunResult:
-    return run_tests(program, steps, limits, mode)
+                mode: Mode, prompt: str, entry_point: str) -> RunResult:
+    return run_tests(program, steps, limits, mode, trusted=prompt, entry_point=entry_point)
 
 
 def run_candidate(problem: Problem, text: str, limits: Limits | None = None,
@@ -157,11 +167,13 @@ def run_candidate(problem: Problem, text: str, limits: Limits | None = None,
 
     With ``examples`` the tests are the prompt's docstring examples instead of the grading
     tests. Results are cached by (program, tests, limits), so a verifier's run and the
-    grader's agree and the same code is not run twice.
+    grader's agree and the same code is not run twice. The tests use the prompt's own helper
+    functions (run beside them), never a candidate's redefinition of them.
     """
     prompt, test, entry_point = _meta(problem)
     steps = example_steps(prompt, entry_point) if examples else split_check(test, entry_point)
-    return _run_cached(program_for(problem, text), steps, limits or Limits(), mode)
+    return _run_cached(program_for(problem, text), steps, limits or Limits(), mode, prompt,
+                       entry_point)
 
 
 def grade(problem: Problem, text: str | None) -> bool:

@@ -4,6 +4,7 @@ from testtime.verifiers.base import Verifier, VerifyContext, make_verifier, veri
 from testtime.verifiers.cache import CachedVerifier
 from testtime.verifiers.combo import ComboVerifier
 from testtime.verifiers.confidence import ConfidenceVerifier
+from testtime.verifiers.generated_tests import GeneratedTestsVerifier
 from testtime.verifiers.judge import JudgeVerifier
 from testtime.verifiers.judge_select import JudgeSelectVerifier
 from testtime.verifiers.orm import ORMVerifier
@@ -18,6 +19,7 @@ __all__ = [
     "CachedVerifier",
     "ComboVerifier",
     "ConfidenceVerifier",
+    "GeneratedTestsVerifier",
     "JudgeSelectVerifier",
     "JudgeVerifier",
     "ORMVerifier",
