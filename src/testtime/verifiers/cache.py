@@ -49,10 +49,13 @@ class CachedVerifier:
                 todo[k] = c
         self.misses += len(todo)
         self.hits += len(candidates) - len(todo)
-        if todo:
-            fresh = await self.inner.score(problem, list(todo.values()), ctx)
-            if len(fresh) != len(todo):
-                raise ValueError(f"verifier {self.spec!r} returned {len(fresh)} scores "
-                                 f"for {len(todo)} candidates")
-            self._scores.update(zip(todo, fresh, strict=True))
-        return [self._scores[k] for k in keys]
+        if not todo:
+            return [self._scores[k] for k in keys]
+        fresh = await self.inner.score(problem, list(todo.values()), ctx)
+        if len(fresh) != len(todo):
+            raise ValueError(f"verifier {self.spec!r} returned {len(fresh)} scores "
+                             f"for {len(todo)} candidates")
+        new = dict(zip(todo, fresh, strict=True))
+        if not ctx.ledger.exhausted:  # scores made short of budget are not the verifier's best
+            self._scores.update(new)
+        return [new[k] if k in new else self._scores[k] for k in keys]
