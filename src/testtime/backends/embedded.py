@@ -262,6 +262,7 @@ class EmbeddedBackend:
         cancel = threading.Event()
         fut = loop.run_in_executor(self._pool, self._blocking_call, req, offset, want, cancel,
                                    admitted, on_text, stopped_sink())
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # read, even if shed
         try:
             return await asyncio.shield(fut)
         except asyncio.CancelledError:
