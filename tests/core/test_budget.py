@@ -6,8 +6,11 @@ import time
 
 import pytest
 
+from testtime.backends.scripted import ScriptedBackend
 from testtime.budget import Budget, BudgetExhausted, CostModel, Ledger, ModelShape, Plan
-from testtime.types import Completion, Generation
+from testtime.strategies import make_strategy
+from testtime.strategies.base import Context
+from testtime.types import Completion, Generation, Problem
 
 
 def gen(prompt: int, cached: int, *generated: int) -> Generation:
@@ -156,3 +159,27 @@ def test_cost_model_counts_weights_attention_and_cache() -> None:
 
 def test_no_cost_model_means_zero_flops() -> None:
     assert CostModel().of_generation(gen(10, 0, 5)) == (0.0, 0.0)
+
+
+async def test_seconds_deadline_cancels_the_call_in_flight_and_keeps_its_work() -> None:
+    words = " ".join(f"w{i}" for i in range(100))
+    backend = ScriptedBackend(responder=lambda p, i, r: words, delay=0.01)  # 1 s in all
+    ctx = Context(backend=backend, budget=Budget(seconds=0.3))
+    started = time.monotonic()
+    result = await make_strategy("self-consistency:n=2,max_tokens=200").run(
+        Problem(id="p", question="q"), ctx)
+    assert time.monotonic() - started < 0.9  # stopped at the deadline, not after the call
+    assert result.budget_exhausted and result.budget_limit == "seconds"
+    assert backend.cancelled == 1
+    u = result.usage
+    assert u.cut_calls == 1 and u.calls == 1 and 10 <= u.generated_tokens < 200
+
+
+async def test_seconds_deadline_stops_a_strategy_between_steps() -> None:
+    backend = ScriptedBackend(responder=lambda p, i, r: "a step\n\nThe answer is 3.",
+                              delay=0.02)
+    ctx = Context(backend=backend, budget=Budget(seconds=0.4))
+    result = await make_strategy("early-stop:max_n=400,batch=1,threshold=0.99").run(
+        Problem(id="p", question="q"), ctx)
+    assert result.budget_exhausted and result.budget_limit == "seconds"
+    assert result.answer == "3" and 1 <= result.usage.calls < 400
