@@ -213,8 +213,15 @@ class EmbeddedBackend:
                 placed += admitted.result()
             parts = list(await asyncio.gather(*calls))
         except BaseException:
+            sink = stopped_sink()
             for task in calls:
+                if sink is not None and task.done() and not task.cancelled() \
+                        and task.exception() is None:
+                    sink(task.result())  # a part that finished is work done all the same
                 task.cancel()
+            if calls:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait(calls, timeout=STOP_GRACE)  # the rest report their work
             raise
         return parts[0] if len(parts) == 1 else join_completions(parts, "engine-timings")
 
