@@ -205,11 +205,6 @@ class Plan:
         return self.prompt_tokens + self.n * self.max_tokens
 
 
-def estimate_prompt_tokens(text: str) -> int:
-    """A prompt's size in tokens, planned high: one token per two bytes (BPE averages ~4)."""
-    return len(text.encode()) // 2 + 1
-
-
 @dataclass
 class Ledger:
     """What one problem has spent so far, checked against its Budget. Thread-safe.
