@@ -23,10 +23,13 @@ async def test_first_finish_bills_the_samples_it_cancels(smollm: EmbeddedBackend
     await asyncio.sleep(0.5)
     after = smollm.engine_metrics()
     u = result.usage
-    assert result.extra["cancelled"] == 3 and u.cut_calls == 3 and u.calls == 4
+    # Usually one sample finishes first and three are cut; two finishing in the same step
+    # leaves two to cut. Either way every cut sample is a cut call with its tokens.
+    assert result.extra["cancelled"] == u.cut_calls == 4 - len(result.candidates) >= 2
+    assert u.calls == 4
     finished = sum(c.completion.generated_tokens for c in result.candidates)
     assert u.generated_tokens > finished  # the cut samples' tokens are in the Usage
     engine = after["tokens_predicted_total"] - before["tokens_predicted_total"]
     # llama.cpp's own count: what was reported, plus at most the one token each cut sample
     # decoded while its cancel reached the engine.
-    assert u.generated_tokens <= engine <= u.generated_tokens + 3
+    assert u.generated_tokens <= engine <= u.generated_tokens + u.cut_calls

@@ -267,8 +267,9 @@ class EmbeddedBackend:
             loop.call_soon_threadsafe(resolve, n)
 
         cancel = threading.Event()
+        sink = stopped_sink()
         fut = loop.run_in_executor(self._pool, self._blocking_call, req, offset, want, cancel,
-                                   admitted, on_text, stopped_sink())
+                                   admitted, on_text, sink)
         fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # read, even if shed
         try:
             return await asyncio.shield(fut)
@@ -277,6 +278,9 @@ class EmbeddedBackend:
             self._gate.wake()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait({fut}, timeout=STOP_GRACE)  # its count is recorded by then
+            if sink is not None and fut.done() and not fut.cancelled() \
+                    and fut.exception() is None:
+                sink(fut.result())  # it finished just as it was cancelled: still work done
             raise
 
     def _blocking_call(self, req: GenerationRequest, offset: int, want: int,
