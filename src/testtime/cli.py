@@ -127,9 +127,12 @@ def _print_summary(s: RunSummary, out: Path | None) -> None:
         ("errors", str(s.errors)),
         ("prompt tokens (cached)", f"{u.prompt_tokens:,} ({u.cached_tokens:,})"),
         ("generated tokens", f"{u.generated_tokens:,}"),
-        ("verifier tokens", f"{u.verifier_tokens:,}"),
-        ("backend calls", f"{u.calls:,}"),
-        ("FLOPs", f"{u.flops:.3e}"),
+        ("verifier tokens (prompt / generated)",
+         f"{u.verifier_tokens:,} ({u.verifier_prompt_tokens:,} / "
+         f"{u.verifier_generated_tokens:,})"),
+        ("backend calls (verifier, cut short)",
+         f"{u.calls:,} ({u.verifier_calls:,}, {u.cut_calls:,})"),
+        ("FLOPs", f"{u.flops:.3e}" if u.flops_known else f"unknown (at least {u.flops:.3e})"),
         ("wall seconds", f"{s.wall_seconds:.1f}"),
         ("generated tokens/s", f"{s.generated_per_second:.1f}"),
     ]

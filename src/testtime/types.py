@@ -199,19 +199,35 @@ class Candidate(Frozen):
 
 
 class Usage(Frozen):
-    """Everything one problem (or a whole run) cost, in one unit for every strategy."""
+    """Everything one problem (or a whole run) cost, in one unit for every strategy.
+
+    Policy and verifier work are kept apart: ``prompt_tokens``/``generated_tokens``/``calls``
+    are the policy model's; ``verifier_*`` are the judges' and reward models' (a reward
+    model's forward pass counts its input as verifier prompt tokens). ``verifier_tokens`` is
+    the verifiers' prompt plus generated tokens. ``flops`` covers both, ``verifier_flops`` the
+    verifiers' share; ``flops_known`` is False when some call's model shape was unknown, so
+    ``flops`` is then a lower bound. ``verifier_calls`` counts judge calls and reward-model
+    passes, ``verifier_passes`` the passes alone. ``cut_calls`` counts calls stopped before
+    they finished (cancelled, timed out, abandoned); their tokens up to the stop are included.
+    """
 
     prompt_tokens: int = 0
     cached_tokens: int = 0
     generated_tokens: int = 0
     verifier_tokens: int = 0
+    verifier_prompt_tokens: int = 0
+    verifier_generated_tokens: int = 0
     calls: int = 0
     verifier_calls: int = 0
+    verifier_passes: int = 0
     verifier_seconds: float = 0.0
     sandbox_runs: int = 0
     sandbox_seconds: float = 0.0
+    verifier_flops: float = 0.0
+    cut_calls: int = 0
     seconds: float = 0.0
     flops: float = 0.0
+    flops_known: bool = True
     memory_bytes: float = 0.0
     counted_by: tuple[str, ...] = ()
 
@@ -226,21 +242,12 @@ class Usage(Frozen):
         return self.prompt_tokens + self.generated_tokens + self.verifier_tokens
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
-            cached_tokens=self.cached_tokens + other.cached_tokens,
-            generated_tokens=self.generated_tokens + other.generated_tokens,
-            verifier_tokens=self.verifier_tokens + other.verifier_tokens,
-            calls=self.calls + other.calls,
-            verifier_calls=self.verifier_calls + other.verifier_calls,
-            verifier_seconds=self.verifier_seconds + other.verifier_seconds,
-            sandbox_runs=self.sandbox_runs + other.sandbox_runs,
-            sandbox_seconds=self.sandbox_seconds + other.sandbox_seconds,
-            seconds=self.seconds + other.seconds,
-            flops=self.flops + other.flops,
-            memory_bytes=self.memory_bytes + other.memory_bytes,
-            counted_by=tuple(sorted(set(self.counted_by) | set(other.counted_by))),
-        )
+        summed: dict[str, Any] = {
+            name: getattr(self, name) + getattr(other, name)
+            for name in _SUMMED
+        }
+        return Usage(**summed, flops_known=self.flops_known and other.flops_known,
+                     counted_by=tuple(sorted(set(self.counted_by) | set(other.counted_by))))
 
     @staticmethod
     def total(items: Sequence[Usage]) -> Usage:
@@ -249,6 +256,9 @@ class Usage(Frozen):
         for u in items:
             out = out + u
         return out
+
+
+_SUMMED = tuple(name for name in Usage.model_fields if name not in ("flops_known", "counted_by"))
 
 
 class Result(Frozen):
@@ -261,5 +271,8 @@ class Result(Frozen):
     usage: Usage = Usage()
     strategy: str = ""
     budget_exhausted: bool = False
+    budget_limit: str | None = Field(
+        default=None, description="the limit that was met: generated_tokens, total_tokens, "
+        "verifier_tokens, calls, seconds or flops")
     votes: dict[str, float] = Field(default_factory=dict)
     extra: dict[str, Any] = Field(default_factory=dict)

@@ -8,8 +8,9 @@ import threading
 import pytest
 
 from testtime.backends.embedded import EmbeddedBackend, SlotGate
+from testtime.budget import on_stopped
 from testtime.strategies.base import Context
-from testtime.types import GenerationRequest, Prompt
+from testtime.types import Generation, GenerationRequest, Prompt
 
 pytestmark = pytest.mark.model
 
@@ -69,12 +70,30 @@ async def test_n_above_slots_is_split(smollm: EmbeddedBackend) -> None:
 
 
 async def test_cancel_stops_generation(smollm: EmbeddedBackend) -> None:
-    task = asyncio.ensure_future(smollm.generate(GenerationRequest(
-        prompt=Prompt.chat("Write a very long essay."), n=1, max_tokens=2000, temperature=0.0)))
-    await asyncio.sleep(1.0)
+    stopped: list[Generation] = []
+    before = smollm.engine_metrics()
+    with on_stopped(stopped.append):
+        task = asyncio.ensure_future(smollm.generate(GenerationRequest(
+            prompt=Prompt.chat("Write a very long essay."), n=1, max_tokens=2000,
+            temperature=0.0)))
+    while smollm.engine_metrics()["n_decode_total"] < before["n_decode_total"] + 8:
+        await asyncio.sleep(0.1)  # decoding has begun
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    # The cancelled call has reported what the engine produced before it stopped ...
+    assert len(stopped) == 1 and stopped[0].completions[0].finish_reason == "cancelled"
+    reported = stopped[0].generated_tokens
+    assert 0 < reported < 2000 and stopped[0].prompt_tokens > 0
+    # ... and the engine has stopped: no decoding goes on, and its own count is what was
+    # reported (plus at most the one token it decoded while the cancel reached it).
+    await asyncio.sleep(0.3)
+    first = smollm.engine_metrics()
+    await asyncio.sleep(0.7)
+    later = smollm.engine_metrics()
+    assert later["n_decode_total"] == first["n_decode_total"]
+    engine = later["tokens_predicted_total"] - before["tokens_predicted_total"]
+    assert reported <= engine <= reported + 1
     quick = await asyncio.wait_for(smollm.generate(GenerationRequest(
         prompt=PROMPT, n=1, max_tokens=4)), 60)
     assert quick.completions

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -14,7 +15,9 @@ import pytest
 from testtime.backends.embedded import EmbeddedBackend
 from testtime.backends.llamacpp_server import LlamaCppServer
 from testtime.backends.openai import OpenAIBackend
-from testtime.types import GenerationRequest, Prompt
+from testtime.budget import Ledger, on_stopped
+from testtime.models import read_shape, resolve
+from testtime.types import Generation, GenerationRequest, Prompt
 
 PROMPT = Prompt.chat("List three colours, one per line.")
 
@@ -121,3 +124,33 @@ def test_cli_run_against_the_http_server(server: LlamaCppServer) -> None:
     assert usage["calls"] == 3
     assert 3 * 4 <= usage["generated_tokens"] <= 3 * 4 * 32
     assert usage["counted_by"] == ["engine timings per choice (streamed)"]
+
+
+@pytest.mark.model
+async def test_flops_from_the_servers_model_meta_and_stopped_streams_are_counted(
+        server: LlamaCppServer) -> None:
+    backend = OpenAIBackend(url=server.url, stream="on")
+    assert not backend.cost.known
+    await backend.ready()
+    shape = backend.cost.shape
+    local = read_shape(resolve("smollm2-135m"))
+    assert shape is not None and shape.params == pytest.approx(local.params, rel=0.01)
+    assert shape.d_model == local.d_model
+    ledger = Ledger(cost=backend.cost)
+    ledger.record(await backend.generate(GenerationRequest(prompt=PROMPT, max_tokens=8)))
+    assert ledger.usage.flops_known and ledger.usage.flops > 2 * local.params * 8
+
+    stopped: list[Generation] = []
+    with on_stopped(stopped.append):
+        task = asyncio.ensure_future(backend.generate(GenerationRequest(
+            prompt=Prompt.chat("Write a very long essay."), max_tokens=400, temperature=0.0)))
+    await asyncio.sleep(3.0)  # greedy SmolLM2 writes all 400 tokens: far longer than this
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await backend.close()
+    assert len(stopped) == 1 and stopped[0].counted_by == "streamed so far (stopped)"
+    assert 0 < stopped[0].generated_tokens < 400
+    explicit = OpenAIBackend(url=server.url, params=1e9, layers=4, width=64)
+    assert explicit.cost.shape is not None and explicit.cost.shape.params == 1e9
+    await explicit.close()

@@ -77,6 +77,7 @@ def test_embedded_sweep_on_two_nodes_matches_local(ray_cluster: Any, tmp_path: P
     with ResultStore(tmp_path / "ray.db") as on_ray:
         report = run_sweep_ray(cfg, store=on_ray, actors=2, progress=False, on_start=on_start)
         assert (report.written, report.failed, report.actors) == (3, 0, 2)
+        assert report.completed == {u.key: 1 for u in expand(cfg)}
         assert rows_per_key(on_ray) == {u.key: 1 for u in expand(cfg)}
         remote = {r["key"]: comparable(r) for r in on_ray.records()}
     assert len({p["node_id"] for p in placed}) == 2
@@ -110,6 +111,7 @@ def test_killed_replica_mid_sweep_every_unit_written_once(ray_cluster: Any,
         assert report.actor_restarts >= 1
         assert report.retries >= 1
         assert (report.written, report.failed) == (16, 0)
+        assert report.completed == {u.key: 1 for u in expand(cfg)}  # none ran twice
         assert rows_per_key(store) == {u.key: 1 for u in expand(cfg)}
         assert store.counts() == {"ok": 16}
 
@@ -133,8 +135,10 @@ def test_rerun_resumes_from_the_store(ray_cluster: Any, tmp_path: Path) -> None:
     full = config(tmp_path, backends=[SCRIPTED], limit=6, strategy="single")
     with ResultStore(tmp_path / "ray.db") as store:
         assert run_sweep_ray(first, store=store, actors=1, progress=False).written == 3
+        done = set(rows_per_key(store))
         again = run_sweep_ray(full, store=store, actors=1, progress=False)
         assert (again.total, again.skipped, again.written) == (6, 3, 3)
+        assert set(again.completed).isdisjoint(done) and set(again.completed.values()) == {1}
         nothing = run_sweep_ray(full, store=store, actors=1, progress=False)
         assert (nothing.skipped, nothing.written, nothing.actors) == (6, 0, 0)
         assert rows_per_key(store) == {u.key: 1 for u in expand(full)}
@@ -191,6 +195,10 @@ def test_driver_killed_mid_sweep_rerun_writes_each_unit_once(ray_cluster: Any,
     with ResultStore(path) as store:
         partial = store.counts().get("ok", 0)
         assert 1 <= partial < 6
+        done = set(rows_per_key(store))
         report = run_sweep_ray(cfg, store=store, actors=1, progress=False)
         assert (report.skipped, report.written, report.failed) == (partial, 6 - partial, 0)
+        # The rerun executed exactly the units the killed driver had not finished, once each.
+        assert set(report.completed) == {u.key for u in expand(cfg)} - done
+        assert set(report.completed.values()) == {1}
         assert rows_per_key(store) == {u.key: 1 for u in expand(cfg)}

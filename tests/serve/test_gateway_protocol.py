@@ -102,7 +102,7 @@ def test_errors_are_openai_format(serve: Any) -> None:
 
 
 def test_api_keys_and_budget_caps(serve: Any) -> None:
-    keys = {"k-small": {"budget_tokens": 30, "name": "small"}, "k-big": {}}
+    keys = {"k-small": {"budget_tokens": 100, "name": "small"}, "k-big": {}}
     with serve(ScriptedBackend(), api_keys=keys) as gw:
         assert_openai_error(gw.post("/v1/chat/completions", chat()), 401, "invalid_api_key")
         assert_openai_error(httpx.get(gw.url + "/v1/models"), 401)
@@ -110,13 +110,14 @@ def test_api_keys_and_budget_caps(serve: Any) -> None:
         assert_openai_error(gw.post("/v1/chat/completions", chat(), headers=wrong), 401)
         client = openai.OpenAI(base_url=gw.url + "/v1", api_key="k-small", max_retries=0)
         spent = 0
-        while spent < 30:
-            reply = client.chat.completions.create(model="scripted", messages=ASK)
-            assert reply.usage is not None
-            spent += reply.usage.total_tokens
         with pytest.raises(openai.RateLimitError) as refused:
-            client.chat.completions.create(model="scripted", messages=ASK)
+            for _ in range(30):
+                reply = client.chat.completions.create(model="scripted", messages=ASK)
+                assert reply.usage is not None and reply.usage.total_tokens > 0
+                spent += reply.usage.total_tokens
         assert refused.value.code == "insufficient_quota"
+        assert 0 < spent <= 100  # the key's cap holds: each call was planned with its prompt
+        assert gw.app.state.gateway.guard.spent()["small"] == spent
         big = openai.OpenAI(base_url=gw.url + "/v1", api_key="k-big", max_retries=0)
         assert big.chat.completions.create(model="scripted", messages=ASK).choices
         assert {m.id for m in big.models.list()} >= {"scripted", "single@scripted"}

@@ -143,6 +143,22 @@ async def test_judge_select_samples_picks_without_logprobs_and_never_caches() ->
     assert len(backend.requests) == 2
 
 
+async def test_judge_select_gives_no_candidate_a_free_win_for_being_alone() -> None:
+    # Five candidates in groups of two used to leave the fifth alone, scored 1.0: best-of-n
+    # then picked the last sample whatever it said.
+    backend = ScriptedBackend(responder=lambda p, i, r: "1", top_logprobs=_select_tops)
+    candidates = [RIGHT, WRONG, RIGHT, WRONG, WRONG]
+    scores = await make_verifier("judge-select:group=2").score(
+        PROBLEM, candidates, VerifyContext(backend=backend))
+    assert [round(s.value, 6) for s in scores] == [0.7, 0.3, 0.7, 0.3, 0.3]
+    assert max(range(5), key=lambda i: (scores[i].value, i)) == 2  # a right one, not the last
+    shown = [r.prompt.messages[-1].content.count("Solution ") for r in backend.requests]
+    assert shown == [2, 2, 2]
+    alone = await make_verifier("judge-select").score(PROBLEM, [WRONG],
+                                                     VerifyContext(backend=backend))
+    assert alone[0].value == 0.5  # nothing to compare with: no evidence either way
+
+
 def _checking_judge(prompt: Prompt, i: int, req: GenerationRequest) -> str:
     """A judge that recomputes 6 * 7 and says whether the proposed answer matches."""
     good = "answer is: 42" in prompt.messages[-1].content

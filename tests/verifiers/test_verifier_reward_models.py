@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from verifier_helpers import cand
 
+from testtime.budget import Budget, Ledger
 from testtime.types import Problem
 from testtime.verifiers import VerifyContext, make_verifier
 from testtime.verifiers.hf import RewardModelError
@@ -123,6 +124,29 @@ async def test_orm_sigmoid_and_softmax_heads(tiny_models: dict[str, Path]) -> No
         want = (torch.sigmoid(logits[0]) if name == "orm"
                 else torch.softmax(logits, -1)[positive])
         assert scores[0].value == pytest.approx(float(want), abs=1e-6)
+
+
+async def test_reward_models_bill_their_passes_and_are_refused_when_unaffordable(
+        tiny_models: dict[str, Path]) -> None:
+    prm = f"prm:model={tiny_models['qwen-prm']},family=qwen-prm,split=step"
+    for spec in (prm, f"orm:model={tiny_models['orm']}"):
+        ledger = Ledger()
+        await make_verifier(spec).score(Q, [cand(SOLUTION, "5"), cand("Step 1: 5", "5")],
+                                        VerifyContext(ledger=ledger))
+        u = ledger.usage
+        assert (u.verifier_passes, u.verifier_calls, u.calls, u.generated_tokens) == (2, 2, 0, 0)
+        assert u.verifier_prompt_tokens == u.verifier_tokens > 10
+        assert u.flops_known and u.verifier_flops == u.flops > 0 and u.verifier_seconds > 0
+        _, model = _model(tiny_models["orm"], "AutoModelForSequenceClassification")
+        if spec.startswith("orm"):
+            params = model.num_parameters(exclude_embeddings=True)  # type: ignore[attr-defined]
+            assert u.flops >= 2 * params * u.verifier_tokens
+        # A budget that cannot afford a pass refuses it before the model runs.
+        tight = Ledger(budget=Budget(verifier_tokens=5))
+        scores = await make_verifier(spec).score(Q, [cand(SOLUTION, "5")],
+                                                 VerifyContext(ledger=tight))
+        assert scores[0].value == 0.5 and "verifier_tokens" in (scores[0].detail or "")
+        assert tight.usage.verifier_passes == 0 and tight.limit == "verifier_tokens"
 
 
 async def test_reward_model_errors_are_clear(tiny_models: dict[str, Path],

@@ -2,13 +2,15 @@
 
 Blocking engine calls run in a dedicated thread pool (one thread per slot), so the event loop
 never blocks and llama.cpp's continuous batching sees every request at once. Requests stream
-internally: each choice's final chunk carries the engine's own prompt/cache/generated counts,
-which are exact per choice even when ``n > 1`` (the non-streamed reply counts one choice only).
+internally: each choice's chunks carry the engine's own prompt/cache/generated counts so far,
+which are exact per choice even when ``n > 1`` (the non-streamed reply counts one choice only);
+a call that is cancelled reports the counts of its last chunks as stopped work.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import threading
@@ -17,7 +19,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import Field
 
@@ -30,10 +32,12 @@ from testtime.backends.base import (
     join_completions,
     part_request,
 )
-from testtime.budget import CostModel
+from testtime.budget import CostModel, stopped_sink
 from testtime.chat import forced_call_format
 from testtime.models import DEFAULT_MODEL, read_shape, resolve
 from testtime.types import Completion, Generation, GenerationRequest, Prompt, ToolCall
+
+STOP_GRACE = 5.0  # seconds a cancelled call waits for the engine to stop and count its work
 
 
 class EmbeddedSettings(BackendSettings):
@@ -143,8 +147,21 @@ def engine_params(settings: EmbeddedSettings, path: Path) -> Any:
     p.cpuparams_batch.n_threads = settings.threads
     p.offline = True
     p.verbosity = settings.verbosity
+    p.endpoint_metrics = True  # the engine's own counters, to check what a stopped call cost
     return p
 
+
+
+class ChoiceParts(NamedTuple):
+    """What a call's chunks brought, per choice: text pieces, logprobs, top logprobs, tokens,
+    tool-call deltas and thinking."""
+
+    texts: list[list[str]]
+    logprobs: list[list[float]]
+    tops: list[list[dict[str, float]]]
+    tokens: list[list[str]]
+    calls: list[ToolCallDeltas]
+    thinking: list[list[str]]
 
 class SlotGate:
     """Hands out the engine's free slots to requests in FIFO order, never more than are free.
@@ -248,8 +265,15 @@ class EmbeddedBackend:
                 placed += admitted.result()
             parts = list(await asyncio.gather(*calls))
         except BaseException:
+            sink = stopped_sink()
             for task in calls:
+                if sink is not None and task.done() and not task.cancelled() \
+                        and task.exception() is None:
+                    sink(task.result())  # a part that finished is work done all the same
                 task.cancel()
+            if calls:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait(calls, timeout=STOP_GRACE)  # the rest report their work
             raise
         return parts[0] if len(parts) == 1 else join_completions(parts, "engine-timings")
 
@@ -275,7 +299,9 @@ class EmbeddedBackend:
                 if isinstance(item, Generation):
                     return
         finally:
-            task.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=STOP_GRACE)  # its stopped work is counted
 
     async def _call(self, req: GenerationRequest, offset: int, want: int, *,
                     on_admit: asyncio.Future[int] | None = None,
@@ -293,18 +319,26 @@ class EmbeddedBackend:
             loop.call_soon_threadsafe(resolve, n)
 
         cancel = threading.Event()
+        sink = stopped_sink()
         fut = loop.run_in_executor(self._pool, self._blocking_call, req, offset, want, cancel,
-                                   admitted, on_text)
+                                   admitted, on_text, sink)
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # read, even if shed
         try:
             return await asyncio.shield(fut)
         except asyncio.CancelledError:
             cancel.set()
             self._gate.wake()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({fut}, timeout=STOP_GRACE)  # its count is recorded by then
+            if sink is not None and fut.done() and not fut.cancelled() \
+                    and fut.exception() is None:
+                sink(fut.result())  # it finished just as it was cancelled: still work done
             raise
 
     def _blocking_call(self, req: GenerationRequest, offset: int, want: int,
                        cancel: threading.Event, admitted: Callable[[int], None],
-                       on_text: Callable[[int, str], None] | None) -> Generation:
+                       on_text: Callable[[int, str], None] | None,
+                       stopped: Callable[[Generation], None] | None = None) -> Generation:
         n = self._gate.acquire(want, cancel)
         admitted(n)
         if n == 0:
@@ -315,6 +349,7 @@ class EmbeddedBackend:
         if forced is not None:
             body["response_format"] = forced
         body["stream"] = True
+        body["timings_per_token"] = True  # every chunk carries the engine's count so far
         if not self.settings.cache:
             body["cache_prompt"] = False
         texts: list[list[str]] = [[] for _ in range(n)]
@@ -323,7 +358,9 @@ class EmbeddedBackend:
         tops: list[list[dict[str, float]]] = [[] for _ in range(n)]
         calls = [ToolCallDeltas() for _ in range(n)]
         thinking: list[list[str]] = [[] for _ in range(n)]
+        parts = ChoiceParts(texts, logprobs, tops, tokens, calls, thinking)
         finals: dict[int, tuple[str, dict[str, Any]]] = {}
+        latest: dict[int, dict[str, Any]] = {}
         errors: list[Any] = []
         started = time.monotonic()
 
@@ -333,6 +370,8 @@ class EmbeddedBackend:
                 return True
             for choice in chunk.get("choices", ()):
                 i = int(choice.get("index", 0))
+                if chunk.get("timings"):
+                    latest[i] = chunk["timings"]
                 delta = choice.get("delta") or {}
                 calls[i].add(delta.get("tool_calls"))
                 if delta.get("reasoning_content"):
@@ -361,10 +400,27 @@ class EmbeddedBackend:
         if errors:
             raise engine_error(errors[0])
         if cancel.is_set():
+            if stopped is not None and latest:
+                stopped(self._generation(req, n, parts, finals, latest, started,
+                                         "engine-timings (stopped)"))
             raise asyncio.CancelledError()
+        return self._generation(req, n, parts, finals, latest, started, "engine-timings")
+
+    @staticmethod
+    def _generation(req: GenerationRequest, n: int, parts: ChoiceParts,
+                    finals: dict[int, tuple[str, dict[str, Any]]],
+                    latest: dict[int, dict[str, Any]], started: float,
+                    counted_by: str) -> Generation:
+        """The Generation of a call, finished or stopped: each choice counted by the engine.
+
+        A choice the engine did not finish (the call was stopped) counts the tokens of its
+        last chunk, and its finish reason is ``cancelled``.
+        """
+        texts, logprobs, tops, tokens, calls, thinking = parts
         completions = []
         for i in range(n):
-            reason, timing = finals.get(i, ("length", {}))
+            reason, timing = finals.get(i, ("cancelled" if latest else "length",
+                                            latest.get(i, {})))
             text = "".join(texts[i])
             if req.prompt.prefix and text.startswith(req.prompt.prefix):
                 text = text[len(req.prompt.prefix):]
@@ -377,15 +433,27 @@ class EmbeddedBackend:
                 tool_calls=calls[i].done(),
                 reasoning="".join(thinking[i]) or None,
             ))
-        first = finals.get(0, ("", {}))[1]
+        first = finals.get(0, ("", latest.get(0) or next(iter(latest.values()), {})))[1]
         cached = int(first.get("cache_n", 0))
         return Generation(
             completions=tuple(completions),
             prompt_tokens=cached + int(first.get("prompt_n", 0)),
             cached_tokens=cached,
             seconds=time.monotonic() - started,
-            counted_by="engine-timings",
+            counted_by=counted_by,
         )
+
+    def engine_metrics(self) -> dict[str, float]:
+        """llama.cpp's own counters (``tokens_predicted_total``, ``n_decode_total``, …)."""
+        if self._server is None:
+            return {}
+        out: dict[str, float] = {}
+        for line in str(self._server.handle_metrics()).splitlines():
+            name, _, value = line.partition(" ")
+            if name.startswith("llamacpp:"):
+                with contextlib.suppress(ValueError):
+                    out[name.removeprefix("llamacpp:")] = float(value)
+        return out
 
     async def close(self) -> None:
         """Stop accepting work and free the thread pool (the model is freed with the object)."""

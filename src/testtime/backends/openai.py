@@ -39,7 +39,7 @@ from testtime.backends.base import (
     part_request,
 )
 from testtime.backends.embedded import ToolCallDeltas, chat_request, top_dict
-from testtime.budget import CostModel
+from testtime.budget import CostModel, ModelShape, stopped_sink
 from testtime.types import Completion, Generation, GenerationRequest, ToolCall
 
 RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
@@ -61,6 +61,11 @@ class OpenAISettings(BackendSettings):
     continue_flags: bool = Field(
         default=False,
         description="send vLLM's continue_final_message/add_generation_prompt for prefixes")
+    params: float | None = Field(
+        default=None, gt=0, description="the model's parameters, for FLOPs; default: what a "
+        "llama.cpp server reports, else unknown")
+    layers: int = Field(default=0, ge=0, description="the model's layers (attention FLOPs)")
+    width: int = Field(default=0, ge=0, description="the model's hidden size")
     stream: Literal["auto", "on", "off"] = Field(
         default="auto",
         description="stream replies; auto streams n>1 requests to llama.cpp servers, whose "
@@ -83,7 +88,7 @@ class OpenAIBackend:
         self.capabilities = Capabilities(max_n=s.max_n if s.n_mode != "concurrent" else 1,
                                          logprobs=True, prefix_cache=True,
                                          max_parallel=s.concurrency, streaming=False)
-        self.cost = CostModel()
+        self.cost = CostModel(shape_of(s.params, s.layers, s.width))
         key = s.api_key or os.environ.get("TESTTIME_API_KEY") or os.environ.get(
             "OPENAI_API_KEY") or "none"
         self._client = httpx.AsyncClient(
@@ -118,6 +123,12 @@ class OpenAIBackend:
         self._llamacpp = any(m.get("owned_by") == "llamacpp" for m in models)
         if self._model is None and models:
             self._model = str(models[0].get("id"))
+        if not self.cost.known:
+            served = next((m for m in models if str(m.get("id")) == self._model), None)
+            meta = (served or {}).get("meta") or {}
+            self.cost = CostModel(shape_of(meta.get("n_params"), self.settings.layers,
+                                           self.settings.width or meta.get("n_embd") or 0,
+                                           meta.get("size")))
         if self._llamacpp:
             root = self.settings.url.rstrip("/").removesuffix("/v1")
             try:
@@ -185,17 +196,27 @@ class OpenAIBackend:
         body["model"] = model
         if self._streams(n):
             body["stream"] = True
+            if self._llamacpp:
+                body["timings_per_token"] = True
         return path, body
 
     async def _one(self, req: GenerationRequest, n: int) -> Generation:
         model = await self.model_name()
         path, body = self._body(req, n, model)
         started = time.monotonic()
+        sink = stopped_sink()
+        partial: dict[int, dict[str, Any]] = {}
         async with self._limit:
             if self._slots is not None:
                 await self._slots.acquire(n)
             try:
-                data = await self._request("POST", path, body, stream=bool(body.get("stream")))
+                data = await self._request("POST", path, body, stream=bool(body.get("stream")),
+                                           partial=partial)
+            except asyncio.CancelledError:
+                if sink is not None:
+                    sink(stopped_generation(partial, bool(body.get("stream")),
+                                            time.monotonic() - started))
+                raise
             finally:
                 if self._slots is not None:
                     self._slots.release(n)
@@ -263,7 +284,8 @@ class OpenAIBackend:
             seconds=seconds, counted_by=counted_by)
 
     async def _request(self, method: str, path: str, body: Any = None, *,
-                       stream: bool = False) -> dict[str, Any]:
+                       stream: bool = False,
+                       partial: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
         """Send one request with retries and backoff; a streamed reply is assembled."""
         s = self.settings
         last: str = ""
@@ -273,7 +295,9 @@ class OpenAIBackend:
                 async with self._client.stream(method, path, json=body) as resp:
                     connected = True
                     if resp.status_code < 400:
-                        return await (_assemble(resp) if stream else _json(resp))
+                        if stream:
+                            return await _assemble(resp, {} if partial is None else partial)
+                        return await _json(resp)
                     await resp.aread()
                     last = f"HTTP {resp.status_code}: {resp.text[:300]}"
                     if resp.status_code not in RETRYABLE:
@@ -336,12 +360,14 @@ async def _json(resp: httpx.Response) -> dict[str, Any]:
     return data
 
 
-async def _assemble(resp: httpx.Response) -> dict[str, Any]:
+async def _assemble(resp: httpx.Response,
+                    choices: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """Join a server-sent-events reply into the shape of a non-streamed one.
 
-    Each choice keeps the ``timings`` of its final chunk (llama.cpp's exact per-choice counts).
+    Choices are built up in ``choices`` as chunks arrive, so a stream that is stopped still
+    shows what came. Each choice keeps the ``timings`` of its latest chunk (llama.cpp's exact
+    per-choice counts) and how many chunks carried its text.
     """
-    choices: dict[int, dict[str, Any]] = {}
     usage: dict[str, Any] = {}
     async for line in resp.aiter_lines():
         if not line.startswith("data:"):
@@ -358,8 +384,11 @@ async def _assemble(resp: httpx.Response) -> dict[str, Any]:
         for c in chunk.get("choices") or ():
             i = int(c.get("index", 0))
             out = choices.setdefault(i, {"index": i, "message": {"content": ""}, "text": "",
-                                         "logprobs": {"content": [], "token_logprobs": []}})
+                                         "logprobs": {"content": [], "token_logprobs": []},
+                                         "chunks": 0})
             delta = c.get("delta") or {}
+            piece = (delta.get("content") or "") + (c.get("text") or "")
+            out["chunks"] += bool(piece)
             out["message"]["content"] += delta.get("content") or ""
             thought = delta.get("reasoning_content") or delta.get("reasoning")
             if thought:
@@ -371,10 +400,10 @@ async def _assemble(resp: httpx.Response) -> dict[str, Any]:
             lp = c.get("logprobs") or {}
             out["logprobs"]["content"] += lp.get("content") or []
             out["logprobs"]["token_logprobs"] += lp.get("token_logprobs") or []
+            if chunk.get("timings"):
+                out["timings"] = chunk["timings"]
             if c.get("finish_reason"):
                 out["finish_reason"] = c["finish_reason"]
-                if chunk.get("timings"):
-                    out["timings"] = chunk["timings"]
     for out in choices.values():
         assembled = out.pop("_calls", None)
         if assembled is not None:
@@ -394,3 +423,44 @@ def message_tool_calls(message: dict[str, Any]) -> tuple[ToolCall, ...]:
             out.append(ToolCall(id=str(call.get("id") or ""), name=str(fn["name"]),
                                 arguments=str(fn.get("arguments") or "{}")))
     return tuple(out)
+
+
+def stopped_generation(choices: dict[int, dict[str, Any]], streamed: bool,
+                       seconds: float) -> Generation:
+    """What a stopped request had produced: per choice the server's count so far (llama.cpp's
+    per-token timings) or the number of streamed chunks (one token each); nothing is known
+    of a request that was not streamed."""
+    if not streamed:
+        return Generation(completions=(), seconds=seconds,
+                          counted_by="stopped before its reply (not streamed): tokens unknown")
+    completions = []
+    prompt = cached = 0
+    for i in sorted(choices):
+        c = choices[i]
+        timings = c.get("timings") or {}
+        count = int(timings.get("predicted_n", c.get("chunks", 0)))
+        if timings:
+            cached = int(timings.get("cache_n") or 0)
+            prompt = cached + int(timings.get("prompt_n") or 0)
+        completions.append(Completion(text=c["message"]["content"] or c["text"],
+                                      finish_reason=c.get("finish_reason") or "cancelled",
+                                      generated_tokens=count))
+    return Generation(completions=tuple(completions), prompt_tokens=prompt, cached_tokens=cached,
+                      seconds=seconds, counted_by="streamed so far (stopped)")
+
+
+def shape_of(params: Any, layers: int = 0, width: Any = 0, size: Any = None) -> ModelShape | None:
+    """A model's shape from what is known of it; None when its parameter count is not."""
+    try:
+        p = float(params) if params else 0.0
+    except (TypeError, ValueError):
+        return None
+    if p <= 0:
+        return None
+    try:
+        d = int(width or 0)
+        weight_bytes = float(size) if size else 2.0 * p
+    except (TypeError, ValueError):
+        d, weight_bytes = 0, 2.0 * p
+    return ModelShape(params=p, n_layers=layers, d_model=d, n_heads=1, n_kv_heads=1,
+                      weight_bytes=weight_bytes)

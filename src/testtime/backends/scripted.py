@@ -2,14 +2,17 @@
 
 A responder function maps (prompt, sample index, request) to text. Tokens are whitespace-split
 words, so counts are exact and predictable; stop strings and max_tokens are honoured like a
-real engine; a prompt that shares a word prefix with one of the last 256 reports those words
-as cached, like a prefix cache.
+real engine; a call cancelled during its ``delay`` reports the words it had reached; a prompt
+that shares a word prefix with one of the last 256 reports those words as cached, like a
+prefix cache.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import re
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -17,7 +20,7 @@ from typing import Any
 from pydantic import Field
 
 from testtime.backends.base import BackendSettings, Capabilities, backends
-from testtime.budget import CostModel
+from testtime.budget import CostModel, stopped_sink
 from testtime.types import Completion, Generation, GenerationRequest, Prompt
 
 Responder = Callable[[Prompt, int, GenerationRequest], str]
@@ -103,28 +106,37 @@ class ScriptedBackend:
             completions.append(self._finish(text, req))
         delay = self.delay(render(req.prompt)) if callable(self.delay) else self.delay
         if delay:
+            sink = stopped_sink()
+            started = time.monotonic()
             try:
                 await asyncio.sleep(delay * max(c.generated_tokens for c in completions))
             except asyncio.CancelledError:
                 self.cancelled += 1
+                if sink is not None:
+                    sink(self._stopped(completions, len(prompt_words), cached,
+                                       int((time.monotonic() - started) / delay)))
                 raise
         return Generation(completions=tuple(completions), prompt_tokens=len(prompt_words),
                           cached_tokens=cached, counted_by="scripted-words")
+
+    @staticmethod
+    def _stopped(completions: list[Completion], prompt: int, cached: int,
+                 words: int) -> Generation:
+        """What was 'generated' by a call stopped after ``words`` words' worth of delay."""
+        cut = tuple(c.model_copy(update={
+            "text": " ".join(c.text.split()[:words]), "finish_reason": "cancelled",
+            "generated_tokens": min(words, c.generated_tokens)}) for c in completions)
+        return Generation(completions=cut, prompt_tokens=prompt, cached_tokens=cached,
+                          counted_by="scripted-words (stopped)")
 
     def _finish(self, text: str, req: GenerationRequest) -> Completion:
         reason = "stop"
         for stop in req.stop:
             if stop and stop in text:
                 text = text[: text.index(stop)]
-        words = text.split(" ")
-        if len([w for w in words if w]) > req.max_tokens:
-            kept, count = [], 0
-            for w in words:
-                count += bool(w)
-                if count > req.max_tokens:
-                    break
-                kept.append(w)
-            text, reason = " ".join(kept), "length"
+        words = list(re.finditer(r"\S+", text))
+        if len(words) > req.max_tokens:
+            text, reason = text[: words[req.max_tokens - 1].end()], "length"
         n_tokens = len(text.split())
         lps = tuple(self.logprob(text) for _ in range(max(n_tokens, 1))) if req.logprobs else None
         tops = None

@@ -31,7 +31,11 @@ OnRecord = Callable[[Unit, dict[str, Any]], None]
 
 @dataclass
 class RaySweepReport:
-    """What a Ray sweep did: units run, written, failed, retried, and replicas replaced."""
+    """What a Ray sweep did: units run, written, failed, retried, and replicas replaced.
+
+    ``completed`` counts, per unit key, the executions a replica finished and sent back, so
+    a unit run twice shows even though the store keeps one row per key.
+    """
 
     total: int
     skipped: int
@@ -42,6 +46,12 @@ class RaySweepReport:
     actors: int = 0
     seconds: float = 0.0
     failures: dict[str, str] = field(default_factory=dict)
+    completed: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ran_twice(self) -> list[str]:
+        """Unit keys whose work a replica completed more than once (none, in a sound run)."""
+        return [k for k, n in self.completed.items() if n > 1]
 
     @property
     def units_per_second(self) -> float:
@@ -197,6 +207,7 @@ class RayExecutor:
             return self._retry(unit, f"{type(exc).__name__}: {exc}")
         if outcome.error is not None or outcome.record is None:
             return self._retry(unit, outcome.error or "the unit returned no record")
+        self.report.completed[unit.key] = self.report.completed.get(unit.key, 0) + 1
         if self.store.put(unit, outcome.record):
             self.report.written += 1
         if self.on_record is not None:

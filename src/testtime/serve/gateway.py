@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from testtime.backends.base import Backend, BackendError, UnsupportedRequest
-from testtime.budget import Budget, BudgetExhausted
+from testtime.budget import Budget, BudgetExhausted, on_stopped
 from testtime.code.problems import CodeProblemError
+from testtime.metered import prompt_estimate
 from testtime.registry import SpecError
 from testtime.serve.config import ServeConfig
 from testtime.serve.errors import ApiError
@@ -199,6 +200,11 @@ class Gateway:
             budget = tighter(budget, client_budget_of(client_budget))
         if caller.remaining is not None:
             share = max(caller.remaining // (len(problems) * n), 1)
+            prompt = max(prompt_estimate(p.prompt()) for p in problems)
+            if share <= prompt:
+                raise ApiError(429, f"token budget of {caller.label} has {caller.remaining} "
+                               f"tokens left, too few for this request's prompt(s)",
+                               "insufficient_quota")
             budget = tighter(budget, Budget(total_tokens=share))
         return Job(problems, n, strategy, spec, budget, seed, caller, request_id, param)
 
@@ -250,24 +256,29 @@ class Gateway:
         prompt = problem.prompt()
         with self.failures(job):
             try:
-                _, max_tokens = ctx.ledger.plan(1, strategy.max_tokens)
+                plan = ctx.ledger.plan(1, strategy.max_tokens, prompt_estimate(prompt))
             except BudgetExhausted:
                 yield ctx.result(problem, None, [])
                 return
-            if max_tokens != strategy.max_tokens:
-                ctx.ledger.exhausted = True
             req = ctx.with_request(GenerationRequest(
-                prompt=prompt, n=1, temperature=strategy.temperature, max_tokens=max_tokens,
-                seed=ctx.next_seed()))
+                prompt=prompt, n=1, temperature=strategy.temperature,
+                max_tokens=plan.max_tokens, seed=ctx.next_seed()))
+
+            def stopped(gen: Generation) -> None:
+                ctx.ledger.record(gen, cut=True)
+
+            final: Generation | None = None
             pieces = self.backend.stream(req)  # type: ignore[attr-defined]
             try:
                 while True:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise TimeoutError
-                    item = await asyncio.wait_for(anext(pieces), timeout=left)
+                    with on_stopped(stopped):
+                        item = await asyncio.wait_for(anext(pieces), timeout=left)
                     if isinstance(item, Generation):
-                        ctx.ledger.record(item)
+                        final = item
+                        ctx.ledger.settle(plan, final)
                         candidates = [ctx.candidate(prompt, c) for c in item.completions]
                         answer = candidates[0].answer if candidates else None
                         yield ctx.result(problem, answer, candidates)
@@ -277,6 +288,8 @@ class Gateway:
                 raise BackendError("the backend's stream ended without a result") from None
             finally:
                 await pieces.aclose()
+                if final is None:
+                    ctx.ledger.settle(plan)
 
     @contextmanager
     def failures(self, job: Job) -> Iterator[None]:

@@ -28,11 +28,16 @@ def usage_body(usage: Usage, samples: int) -> dict[str, Any]:
         "testtime": {
             "generated_tokens": usage.generated_tokens,
             "verifier_tokens": usage.verifier_tokens,
+            "verifier_prompt_tokens": usage.verifier_prompt_tokens,
+            "verifier_generated_tokens": usage.verifier_generated_tokens,
             "samples": samples,
             "calls": usage.calls,
             "verifier_calls": usage.verifier_calls,
+            "verifier_passes": usage.verifier_passes,
+            "cut_calls": usage.cut_calls,
             "seconds": round(usage.seconds, 4),
-            "flops": usage.flops,
+            "flops": usage.flops if usage.flops_known else None,
+            "verifier_flops": usage.verifier_flops if usage.flops_known else None,
             "counted_by": list(usage.counted_by),
         },
     }

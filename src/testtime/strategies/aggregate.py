@@ -16,8 +16,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from testtime.budget import BudgetExhausted
 from testtime.chat import split_reasoning
+from testtime.metered import metered_generate
 from testtime.strategies.base import Context
 from testtime.strategies.voting import vote
 from testtime.types import Candidate, GenerationRequest, Problem, Prompt
@@ -77,15 +77,12 @@ async def universal_self_consistency(problem: Problem, pool: Sequence[Candidate]
     if len({c.text.strip() for c in pool}) == 1:
         return 0, "unanimous"
     prompt = usc_prompt(problem, pool)
-    try:
-        _, max_tokens = ctx.ledger.plan(1, 16)
-    except BudgetExhausted:
-        return overlap_medoid(pool), "usc-overlap"
-    req = GenerationRequest(prompt=prompt, n=1, temperature=0.0, max_tokens=max_tokens,
+    req = GenerationRequest(prompt=prompt, n=1, temperature=0.0, max_tokens=16,
                             seed=ctx.next_seed())
-    gen = await ctx.backend.generate(req)
-    ctx.ledger.record(gen, verifier=True)
-    reply = gen.completions[0].text if gen.completions else ""
+    gen = await metered_generate(ctx.ledger, ctx.backend, req, verifier=True)
+    if not gen.completions:
+        return overlap_medoid(pool), "usc-overlap"
+    reply = gen.completions[0].text
     match = _PICK.search(reply)
     if match and 1 <= int(match.group(1)) <= len(pool):
         return int(match.group(1)) - 1, "usc"

@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from testtime.answers import extract_answer
 from testtime.backends.base import Backend
-from testtime.budget import Budget, BudgetExhausted, Ledger
+from testtime.budget import Budget, Ledger
 from testtime.chat import canonical_calls, parse_tool_calls, split_reasoning
 from testtime.code.extract import extract_code
+from testtime.metered import metered_generate
 from testtime.registry import Nested, Registry, build
 from testtime.types import (
     Candidate,
@@ -65,7 +66,9 @@ class Context:
 
     @property
     def exhausted(self) -> bool:
-        """Whether the budget refused or shrank a call."""
+        """Whether a limit was met: a call was refused or shrunk, or the deadline passed."""
+        if not self.ledger.exhausted and self.ledger.seconds_left() == 0.0:
+            self.ledger.meet("seconds")
         return self.ledger.exhausted
 
     def next_seed(self) -> int:
@@ -79,29 +82,17 @@ class Context:
         return derive_seed(self.seed, self._calls)
 
     async def generate(self, req: GenerationRequest) -> Generation:
-        """Run one budget-checked backend call and record what it cost.
+        """Run one budget-planned backend call and record what it cost.
 
         The request is shrunk (fewer samples, fewer tokens) to fit the budget; when nothing
-        fits, an empty Generation is returned and ``exhausted`` is set.
+        fits, or the ``seconds`` deadline passes while it runs, an empty (or partial)
+        Generation is returned and ``exhausted`` is set.
         """
-        try:
-            n, max_tokens = self.ledger.plan(req.n, req.max_tokens)
-        except BudgetExhausted:
-            return Generation(completions=())
-        if (n, max_tokens) != (req.n, req.max_tokens):
-            self.ledger.exhausted = True
-            req = req.model_copy(update={"n": n, "max_tokens": max_tokens})
         if req.seed is None:
             req = req.model_copy(update={"seed": self.next_seed()})
         if self.request:
             req = self.with_request(req)
-        self.ledger.reserve(n * max_tokens)
-        try:
-            gen = await self.backend.generate(req)
-            self.ledger.record(gen)
-        finally:
-            self.ledger.release(n * max_tokens)
-        return gen
+        return await metered_generate(self.ledger, self.backend, req)
 
     def with_request(self, req: GenerationRequest) -> GenerationRequest:
         """``req`` with the caller's options applied (its stop strings added to req's)."""
@@ -174,6 +165,7 @@ class Context:
         return Result(problem_id=problem.id, answer=answer, text=text,
                       candidates=tuple(candidates), usage=self.ledger.close(),
                       strategy=self.strategy, budget_exhausted=self.ledger.exhausted,
+                      budget_limit=self.ledger.limit,
                       votes=votes or {}, extra=extra)
 
 

@@ -60,10 +60,26 @@ class CachedVerifier:
             if len(fresh) != len(todo):
                 raise ValueError(f"verifier {self.spec!r} returned {len(fresh)} scores "
                                  f"for {len(todo)} candidates")
-            found.update(zip(todo, fresh, strict=True))
-        self._scores.update(found)
+            new = dict(zip(todo, fresh, strict=True))
+            if not ctx.ledger.exhausted:  # scores made short of budget are not its best
+                self._scores.update(new)
+            found.update(new)
+        for k in keys:
+            if k in self._scores:
+                self._scores.move_to_end(k)
+        while len(self._scores) > KEPT_SCORES:
+            self._scores.popitem(last=False)
+        return [found[k] for k in keys]
+        fresh = await self.inner.score(problem, list(todo.values()), ctx)
+        if len(fresh) != len(todo):
+            raise ValueError(f"verifier {self.spec!r} returned {len(fresh)} scores "
+                             f"for {len(todo)} candidates")
+        new = dict(zip(todo, fresh, strict=True))
+        if not ctx.ledger.exhausted:  # scores made short of budget are not the verifier's best
+            self._scores.update(new)
+        found.update(new)
         for k in found:
-            self._scores.move_to_end(k)
+            self._scores.move_to_end(k) if k in self._scores else None
         while len(self._scores) > KEPT_SCORES:
             self._scores.popitem(last=False)
         return [found[k] for k in keys]

@@ -72,3 +72,21 @@ def logits_of(model: Any, encoded: Any) -> Any:
 async def off_loop(fn: Any, *args: Any) -> Any:
     """Run blocking model code in a worker thread."""
     return await asyncio.to_thread(fn, *args)
+
+
+def forward_cost(model: Any, tokens: int) -> float | None:
+    """FLOPs of one forward pass of a transformers ``model`` over ``tokens`` inputs.
+
+    From the model's own parameter count (embeddings left out: a lookup, not a matmul) and
+    its config's layers and width; None when the model cannot say.
+    """
+    from testtime.budget import forward_flops
+
+    try:
+        params = float(model.num_parameters(exclude_embeddings=True))
+    except (AttributeError, TypeError):
+        return None
+    config = getattr(model, "config", None)
+    layers = int(getattr(config, "num_hidden_layers", 0) or 0)
+    width = int(getattr(config, "hidden_size", 0) or 0)
+    return forward_flops(params, tokens, layers, width)

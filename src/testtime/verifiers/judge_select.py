@@ -52,12 +52,8 @@ class JudgeSelectVerifier(VerifierSettings):
     async def score(self, problem: Problem, candidates: Sequence[Candidate],
                     ctx: VerifyContext) -> list[Score]:
         """Split into groups, ask about each (all rounds concurrently), average the picks."""
-        groups = [list(range(i, min(i + self.group, len(candidates))))
-                  for i in range(0, len(candidates), self.group)]
         jobs = []
-        for members in groups:
-            if len(members) == 1:
-                continue
+        for members in self.groups(len(candidates)):
             for r in range(self.rounds):
                 shift = r % len(members)
                 jobs.append(members[shift:] + members[:shift])
@@ -70,8 +66,21 @@ class JudgeSelectVerifier(VerifierSettings):
                 totals[i] += p
                 counts[i] += 1
         return [Score(value=totals[i] / counts[i], detail=f"picked in {counts[i]} round(s)")
-                if counts[i] else Score(value=1.0, detail="alone in its group")
+                if counts[i] else Score(value=0.5, detail="no other solution to compare with")
                 for i in range(len(candidates))]
+
+    def groups(self, count: int) -> list[list[int]]:
+        """Groups of up to ``group`` candidates in which every candidate has company.
+
+        A candidate left alone at the end is shown with members of the group before it (who
+        are then judged once more), instead of scoring 1.0 for want of rivals.
+        """
+        groups = [list(range(i, min(i + self.group, count)))
+                  for i in range(0, count, self.group)]
+        if len(groups) > 1 and len(groups[-1]) == 1:
+            lone = groups[-1][0]
+            groups[-1] = [lone, *groups[-2][: self.group - 1]]
+        return [g for g in groups if len(g) > 1]
 
     async def _ask(self, problem: Problem, shown: list[Candidate],
                    ctx: VerifyContext) -> list[float]:

@@ -8,10 +8,17 @@ from typing import Annotated
 
 from pydantic import Field
 
+from testtime.budget import BudgetExhausted
 from testtime.registry import OPERATOR
 from testtime.types import Candidate, Problem, Score
 from testtime.verifiers.base import VerifierSettings, VerifyContext, verifiers
-from testtime.verifiers.hf import load, logits_of, off_loop, torch_and_transformers
+from testtime.verifiers.hf import (
+    forward_cost,
+    load,
+    logits_of,
+    off_loop,
+    torch_and_transformers,
+)
 
 _RUN = threading.Lock()
 
@@ -33,11 +40,17 @@ class ORMVerifier(VerifierSettings):
 
     async def score(self, problem: Problem, candidates: Sequence[Candidate],
                     ctx: VerifyContext) -> list[Score]:
-        """One forward pass per candidate."""
-        return [await off_loop(self.one, problem.question, c.text) for c in candidates]
+        """One forward pass per candidate, each planned and billed through ``ctx``."""
+        out = []
+        for c in candidates:
+            try:
+                out.append(await off_loop(self.one, problem.question, c.text, ctx))
+            except BudgetExhausted as exc:
+                out.append(Score(value=0.5, detail=str(exc)))
+        return out
 
-    def one(self, question: str, solution: str) -> Score:
-        """The reward of one solution (blocking)."""
+    def one(self, question: str, solution: str, ctx: VerifyContext | None = None) -> Score:
+        """The reward of one solution (blocking); billed to ``ctx`` when given."""
         torch, _ = torch_and_transformers()
         tokenizer, model = load(self.model, "AutoModelForSequenceClassification",
                                 device=self.device, dtype=self.dtype,
@@ -49,7 +62,8 @@ class ORMVerifier(VerifierSettings):
             enc = tokenizer(text, return_tensors="pt", add_special_tokens=False)
         else:
             enc = tokenizer(f"{question}\n\n{solution}", return_tensors="pt")
-        with _RUN:
+        tokens = int(enc["input_ids"].shape[-1])
+        with (ctx or VerifyContext()).forward(tokens, forward_cost(model, tokens)), _RUN:
             logits = logits_of(model, enc).reshape(-1)
         if logits.numel() == 1:
             value = float(torch.sigmoid(logits[0]))

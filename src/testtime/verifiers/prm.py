@@ -9,11 +9,13 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from testtime.budget import BudgetExhausted
 from testtime.registry import OPERATOR
 from testtime.types import Candidate, Problem, Score
 from testtime.verifiers.base import VerifierSettings, VerifyContext, verifiers
 from testtime.verifiers.hf import (
     RewardModelError,
+    forward_cost,
     load,
     logits_of,
     off_loop,
@@ -55,18 +57,23 @@ class PRMVerifier(VerifierSettings):
 
     async def score(self, problem: Problem, candidates: Sequence[Candidate],
                     ctx: VerifyContext) -> list[Score]:
-        """Score every candidate's steps, one forward pass each."""
+        """Score every candidate's steps, one forward pass each, billed through ``ctx``."""
         out = []
         for c in candidates:
             steps = steps_of(c.text, self.split, self.max_steps)
-            values = await off_loop(self.step_scores, problem.question, steps)
+            try:
+                values = await off_loop(self.step_scores, problem.question, steps, ctx)
+            except BudgetExhausted as exc:
+                out.append(Score(value=0.5, detail=str(exc)))
+                continue
             out.append(Score(value=aggregate(values, self.agg), steps=tuple(values),
                              detail=f"{len(values)} steps, {self.agg}"))
         await asyncio.sleep(0)
         return out
 
-    def step_scores(self, question: str, steps: list[str]) -> list[float]:
-        """One probability per step (blocking)."""
+    def step_scores(self, question: str, steps: list[str],
+                    ctx: VerifyContext | None = None) -> list[float]:
+        """One probability per step (blocking); the pass is billed to ``ctx`` when given."""
         torch, _ = torch_and_transformers()
         fmt = self.format
         tokenizer, model = load(self.model, fmt.auto_class, device=self.device,
@@ -76,7 +83,8 @@ class PRMVerifier(VerifierSettings):
                         add_special_tokens=not fmt.chat)
         offsets = enc.pop("offset_mapping")[0].tolist()
         positions = [_token_ending(offsets, e) for e in ends]
-        with _RUN:
+        tokens = int(enc["input_ids"].shape[-1])
+        with (ctx or VerifyContext()).forward(tokens, forward_cost(model, tokens)), _RUN:
             logits = logits_of(model, enc)
         rows = logits[positions]
         if fmt.head == "classes":

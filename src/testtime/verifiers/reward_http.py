@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -10,7 +11,8 @@ from typing import Any, Literal
 import httpx
 from pydantic import Field, PrivateAttr
 
-from testtime.types import Candidate, Problem, Score, Usage
+from testtime.budget import BudgetExhausted, forward_flops
+from testtime.types import Candidate, Problem, Score
 from testtime.verifiers.base import VerifierSettings, VerifyContext, verifiers
 from testtime.verifiers.hf import RewardModelError
 from testtime.verifiers.prm_formats import get_format, steps_of
@@ -37,6 +39,10 @@ class RewardHTTPVerifier(VerifierSettings):
     positive: int = Field(default=1, ge=0)
     timeout: float = Field(default=120.0, gt=0)
     max_steps: int = Field(default=64, ge=1)
+    params: float | None = Field(default=None, gt=0,
+                                 description="the reward model's parameters, for FLOPs")
+    layers: int = Field(default=0, ge=0, description="its layers (attention FLOPs)")
+    width: int = Field(default=0, ge=0, description="its hidden size (attention FLOPs)")
     _transport: httpx.AsyncBaseTransport | None = PrivateAttr(default=None)
 
     def model_post_init(self, __context: Any) -> None:
@@ -77,21 +83,19 @@ class RewardHTTPVerifier(VerifierSettings):
     async def _one(self, client: httpx.AsyncClient, problem: Problem, c: Candidate,
                    ctx: VerifyContext) -> Score:
         body, n_steps = self.body(problem, c)
+        estimate = len(json.dumps(body).encode()) // 2 + 8
         try:
-            resp = await client.post(f"/{self.api}", json=body)
-        except httpx.HTTPError as exc:
-            raise RewardModelError(f"reward server {self.url} unreachable: {exc}") from None
-        if resp.status_code >= 400:
-            raise RewardModelError(f"reward server {self.url}/{self.api} answered "
-                                   f"HTTP {resp.status_code}: {resp.text[:300]}")
-        try:
-            data = resp.json()
-            item = data["data"][0]
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise RewardModelError(f"unexpected reply from {self.url}: {resp.text[:300]}") from None
-        usage = data.get("usage") or {}
-        ctx.ledger.add(Usage(verifier_tokens=int(usage.get("prompt_tokens") or 0),
-                             verifier_calls=1, counted_by=("server-usage",)))
+            with ctx.forward(estimate, self.flops(estimate), "estimate") as done:
+                resp = await self._post(client, body)
+                data = self._data(resp)
+                usage = data.get("usage") or {}
+                if usage.get("prompt_tokens") is not None:
+                    done.tokens = int(usage["prompt_tokens"])
+                    done.flops = self.flops(done.tokens)
+                    done.counted_by = "server-usage"
+        except BudgetExhausted as exc:
+            return Score(value=0.5, detail=str(exc))
+        item = data["data"][0]
         values = self.values(item)
         if self.family and len(values) != n_steps:
             raise RewardModelError(f"sent {n_steps} steps but the server scored {len(values)}; "
@@ -100,6 +104,30 @@ class RewardHTTPVerifier(VerifierSettings):
             return Score(value=values[0], detail="outcome reward")
         return Score(value=aggregate(values, self.agg), steps=tuple(values),
                      detail=f"{len(values)} steps, {self.agg}")
+
+    def flops(self, tokens: int) -> float | None:
+        """FLOPs of one pass over ``tokens`` inputs, when the model's size was given."""
+        return forward_flops(self.params, tokens, self.layers, self.width)
+
+    async def _post(self, client: httpx.AsyncClient, body: dict[str, Any]) -> httpx.Response:
+        try:
+            resp = await client.post(f"/{self.api}", json=body)
+        except httpx.HTTPError as exc:
+            raise RewardModelError(f"reward server {self.url} unreachable: {exc}") from None
+        if resp.status_code >= 400:
+            raise RewardModelError(f"reward server {self.url}/{self.api} answered "
+                                   f"HTTP {resp.status_code}: {resp.text[:300]}")
+        return resp
+
+    def _data(self, resp: httpx.Response) -> dict[str, Any]:
+        try:
+            data = resp.json()
+            data["data"][0]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise RewardModelError(f"unexpected reply from {self.url}: {resp.text[:300]}") from None
+        if not isinstance(data, dict):
+            raise RewardModelError(f"unexpected reply from {self.url}: {resp.text[:300]}")
+        return data
 
     def values(self, item: dict[str, Any]) -> list[float]:
         """Per-step (or single) values in [0, 1] from one reply item."""

@@ -60,10 +60,11 @@ class JudgeBackend:
         return backend
 
     async def ask(self, ctx: VerifyContext, req: GenerationRequest) -> Generation:
-        """One judge call, billed to the ledger as verifier tokens."""
-        gen = await self.get(ctx).generate(req)
-        ctx.ledger.record(gen, verifier=True)
-        return gen
+        """One judge call, planned against the budget and billed as verifier work.
+
+        An unaffordable call comes back empty (no verdict); the ledger names the limit.
+        """
+        return await ctx.generate(self.get(ctx), req)
 
 
 def first_word(text: str) -> str:

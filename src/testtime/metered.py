@@ -1,0 +1,59 @@
+"""The one path every model call takes: planned by the Ledger, cut at its deadline, recorded.
+
+Policy calls (through the strategy's Context) and verifier calls (through the VerifyContext)
+both go through ``metered_generate``, so no caller can spend outside the budget: the call is
+planned at its worst case, shrunk or refused, cancelled in flight at the ``seconds`` deadline,
+and recorded with what it really cost — also when it is stopped part way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from testtime.budget import BudgetExhausted, Ledger, on_stopped
+from testtime.types import Generation, GenerationRequest, Prompt
+
+
+def prompt_estimate(prompt: Prompt) -> int:
+    """A prompt's size in tokens, planned high: one token per two bytes, plus the template's."""
+    text = "".join(f"{m.role}: {m.content}\n" for m in prompt.messages) + prompt.prefix
+    return len(text.encode()) // 2 + 8 * (len(prompt.messages) + 1)
+
+
+async def metered_generate(ledger: Ledger, backend: Any, req: GenerationRequest, *,
+                           verifier: bool = False) -> Generation:
+    """Run one budget-planned call of ``backend`` and record what it cost.
+
+    The request is shrunk (fewer samples, fewer tokens) to fit; when nothing fits, or the
+    deadline passes while it runs, an empty Generation is returned and the ledger names the
+    limit that was met. Work the engine did before a stop is recorded as a cut call.
+    """
+    if ledger.budget.flops is not None and not backend.cost.known:
+        await backend.ready()  # a server's model shape is learnt when it is first reached
+    try:
+        plan = ledger.plan(req.n, req.max_tokens, prompt_estimate(req.prompt),
+                           verifier=verifier, cost=backend.cost)
+    except BudgetExhausted:
+        return Generation(completions=())
+    if (plan.n, plan.max_tokens) != (req.n, req.max_tokens):
+        req = req.model_copy(update={"n": plan.n, "max_tokens": plan.max_tokens})
+
+    def stopped(gen: Generation) -> None:
+        ledger.record(gen, verifier=verifier, cut=True, cost=backend.cost)
+
+    gen: Generation | None = None
+    deadline = asyncio.timeout(ledger.seconds_left())
+    try:
+        with on_stopped(stopped):
+            async with deadline:
+                gen = await backend.generate(req)
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        ledger.meet("seconds")
+        return Generation(completions=())
+    finally:
+        ledger.settle(plan, gen, cost=backend.cost)
+    ledger.check_after()
+    return gen

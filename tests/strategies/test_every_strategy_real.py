@@ -1,0 +1,82 @@
+"""Every registered strategy end to end on the real SmolLM2-135M, billed to the engine's count.
+
+Tiny n and max_tokens keep this in the CI subset. Each run's Usage must equal what the engine
+itself counted (llama.cpp's ``tokens_predicted_total``), policy and judge together, so a
+strategy that spends outside its Context, or a call that goes unrecorded, fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from testtime.backends.embedded import EmbeddedBackend
+from testtime.strategies import make_strategy
+from testtime.strategies.base import Context, strategies
+from testtime.types import Problem
+from testtime.verifiers.base import make_verifier
+
+pytestmark = pytest.mark.model
+
+PROBLEM = Problem(id="add", question="What is 2 + 3? End with 'The answer is N.'",
+                  reference="5")
+JUDGE = "judge:mode=logprobs"
+SPECS = {
+    "single": "single:max_tokens=24",
+    "self-consistency": "self-consistency:n=2,max_tokens=24",
+    "best-of-n": "best-of-n:n=2,max_tokens=24",
+    "weighted-vote": "weighted-vote:n=2,max_tokens=24",
+    "multi-temperature": "multi-temperature:n=2,max_tokens=24",
+    "early-stop": "early-stop:max_n=2,batch=2,max_tokens=24",
+    "first-finish": "first-finish:n=2,max_tokens=24",
+    "revision": "revision:rounds=1,max_tokens=24",
+    "budget-forcing": "budget-forcing:max_think=24,answer_tokens=8",
+    "beam": "beam:n=2,width=2,max_tokens=12,max_depth=2",
+    "lookahead": "lookahead:n=2,width=2,max_tokens=12,max_depth=2",
+    "dvts": "dvts:n=2,width=2,max_tokens=12,max_depth=2",
+    "mcts": "mcts:iterations=2,width=2,rollouts=1,rollout_tokens=12,max_tokens=12,max_depth=2",
+    "particle-filter": "particle-filter:n=2,max_tokens=12,max_depth=2",
+    "adaptive": "adaptive:policy={policy},budget=64",
+}
+
+
+def test_every_registered_strategy_is_covered() -> None:
+    assert set(SPECS) == set(strategies.names())
+
+
+def settled(engine: EmbeddedBackend) -> dict[str, float]:
+    """The engine's counters once it has stopped decoding."""
+    before = engine.engine_metrics()
+    while True:
+        time.sleep(0.2)
+        now = engine.engine_metrics()
+        if now.get("n_decode_total") == before.get("n_decode_total"):
+            return now
+        before = now
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+async def test_strategy_on_smollm(name: str, smollm: EmbeddedBackend, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({
+        "probe_k": 2, "edges": [0.75], "max_tokens": 24, "verifier": JUDGE,
+        "budgets": {"64": [{"family": "majority", "k": 2}, {"family": "weighted", "k": 3}]}}))
+    strategy = make_strategy(SPECS[name].format(policy=policy))
+    before = settled(smollm)
+    ctx = Context(backend=smollm, verifier=make_verifier(JUDGE), seed=3, strategy=name)
+    result = await strategy.run(PROBLEM, ctx)
+    after = settled(smollm)
+    u = result.usage
+    engine_generated = after["tokens_predicted_total"] - before["tokens_predicted_total"]
+    assert u.calls >= 1 and u.generated_tokens > 0
+    assert result.candidates and result.text is not None
+    # Every token the engine generated is in the Usage (a stopped call may have decoded one
+    # token past its last reported chunk: llama.cpp sees the cancel only between steps).
+    counted = u.generated_tokens + u.verifier_generated_tokens
+    assert counted <= engine_generated <= counted + u.cut_calls, (counted, engine_generated)
+    assert u.flops_known and u.flops > 0
+    if getattr(strategy, "uses_verifier", False) or name == "adaptive":
+        assert u.verifier_calls > 0 and u.verifier_tokens > 0 and u.verifier_flops > 0
