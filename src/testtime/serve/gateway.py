@@ -202,9 +202,7 @@ class Gateway:
             share = max(caller.remaining // (len(problems) * n), 1)
             prompt = max(prompt_estimate(p.prompt()) for p in problems)
             if share <= prompt:
-                raise ApiError(429, f"token budget of {caller.label} has {caller.remaining} "
-                               f"tokens left, too few for this request's prompt(s)",
-                               "insufficient_quota")
+                self.guard.refuse_short(caller, prompt * len(problems) * n)
             budget = tighter(budget, Budget(total_tokens=share))
         return Job(problems, n, strategy, spec, budget, seed, caller, request_id, param)
 

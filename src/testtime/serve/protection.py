@@ -123,16 +123,42 @@ class KeyGuard:
                 self._refuse(caller, "rpm", f"{caller.label} reached its limit of {cfg.rpm} "
                              "requests per minute", "rate_limit_exceeded", wait)
             if cfg.tpm is not None and usage.window_tokens >= cfg.tpm:
-                wait, excess = 0.0, usage.window_tokens - cfg.tpm
-                for at, tokens in usage.tokens:
-                    wait, excess = at + WINDOW - now, excess - tokens
-                    if excess < 0:
-                        break
-                self._refuse(caller, "tpm", f"{caller.label} reached its limit of {cfg.tpm} "
-                             "tokens per minute", "rate_limit_exceeded", wait)
+                self._refuse_tpm(caller, cfg.tpm, usage.window_tokens - cfg.tpm, now)
             usage.requests.append(now)
             usage.running += 1
         return Lease(lambda: self._finish(usage))
+
+    def refuse_short(self, caller: Caller, need: int) -> NoReturn:
+        """Refuse a request whose prompt alone needs more than the key may spend now (429).
+
+        When the key's tokens-per-minute bind and waiting frees enough, it is a rate limit
+        with ``Retry-After``; otherwise the key's token budget is too short for it.
+        """
+        assert caller.key is not None
+        cfg = self.keys[caller.key]
+        usage = self._usage[caller.key]
+        with self._lock:
+            now = self._clock()
+            usage.expire(now)
+            budget_left = (None if cfg.budget_tokens is None
+                           else cfg.budget_tokens - usage.spent)
+            if (cfg.tpm is not None and cfg.tpm > need
+                    and (budget_left is None or budget_left > need)):
+                self._refuse_tpm(caller, cfg.tpm, usage.window_tokens + need - cfg.tpm, now)
+        self._refuse(caller, "quota", f"token budget of {caller.label} has "
+                     f"{caller.remaining} tokens left, too few for this request's prompt(s)",
+                     "insufficient_quota", None)
+
+    def _refuse_tpm(self, caller: Caller, tpm: int, excess: int, now: float) -> NoReturn:
+        """A tokens-per-minute refusal, retried once ``excess`` tokens have left the window."""
+        usage = self._usage[caller.key or ""]
+        wait = 0.0
+        for at, tokens in usage.tokens:
+            wait, excess = at + WINDOW - now, excess - tokens
+            if excess < 0:
+                break
+        self._refuse(caller, "tpm", f"{caller.label} reached its limit of {tpm} tokens per "
+                     "minute", "rate_limit_exceeded", wait)
 
     def _finish(self, usage: KeyUsage) -> None:
         with self._lock:
