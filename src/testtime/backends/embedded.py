@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import threading
 import time
 from collections import deque
@@ -29,18 +28,27 @@ from testtime.backends.base import (
     join_completions,
     part_request,
 )
+from testtime.backends.threads import ENGINE_THREADS, cores
 from testtime.budget import CostModel
 from testtime.models import DEFAULT_MODEL, read_shape, resolve
 from testtime.types import Completion, Generation, GenerationRequest, Prompt
 
 
 class EmbeddedSettings(BackendSettings):
-    """Options of ``embedded:MODEL,slots=…,ctx=…,threads=…``."""
+    """Options of ``embedded:MODEL,slots=…,ctx=…,threads=…,poll=…``."""
 
     model: str = DEFAULT_MODEL
     slots: int = Field(default=32, ge=1, le=256)
     ctx: int = Field(default=2048, ge=256, description="context tokens per slot")
-    threads: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
+    threads: int | None = Field(
+        default=None, ge=1, description="threads that generate tokens; default: this engine's "
+        "share of the process's engine threads (all cores for a lone engine)")
+    batch_threads: int | None = Field(
+        default=None, ge=1, description="threads that evaluate prompts; default: as threads")
+    poll: int = Field(
+        default=0, ge=0, le=100, description="how long idle engine threads spin waiting for "
+        "work (llama.cpp's poll level, 0-100); 0 sleeps at once and leaves the CPU to other "
+        "processes, higher trades a busy core for slightly faster steps on an idle machine")
     batch: int = Field(default=512, ge=32)
     verbosity: int = Field(default=-1, description="llama.cpp log level; -1 keeps it quiet")
     cache: bool = Field(default=True, description="reuse cached prompt prefixes; off makes "
@@ -53,7 +61,10 @@ class EmbeddedSettings(BackendSettings):
 
 
 def chat_request(prompt: Prompt, req: GenerationRequest, n: int) -> dict[str, Any]:
-    """The OpenAI-style chat body for a request; an assistant prefix is sent as a prefill."""
+    """The OpenAI-style chat body for a request; an assistant prefix is sent as a prefill.
+
+    Sampler settings the request leaves unset are not sent, so the engine's own defaults hold.
+    """
     messages = [m.model_dump() for m in prompt.messages]
     if prompt.prefix:
         messages.append({"role": "assistant", "content": prompt.prefix})
@@ -62,7 +73,7 @@ def chat_request(prompt: Prompt, req: GenerationRequest, n: int) -> dict[str, An
         "n": n,
         "max_tokens": req.max_tokens,
         "temperature": req.temperature,
-        "top_p": req.top_p,
+        **req.chosen(),
     }
     if req.stop:
         body["stop"] = list(req.stop)
@@ -86,8 +97,11 @@ def top_dict(items: Any) -> dict[str, float]:
     return out
 
 
-def engine_params(settings: EmbeddedSettings, path: Path) -> Any:
-    """xllamacpp ``CommonParams`` for a model file with the given settings."""
+def engine_params(settings: EmbeddedSettings, path: Path, threads: int | None = None) -> Any:
+    """xllamacpp ``CommonParams`` for a model file with the given settings.
+
+    ``threads`` fills in when the settings leave it unset (default: all cores).
+    """
     try:
         import xllamacpp
     except ImportError as exc:
@@ -99,8 +113,12 @@ def engine_params(settings: EmbeddedSettings, path: Path) -> Any:
     p.n_ctx = settings.slots * settings.ctx
     p.kv_unified = settings.unified_kv
     p.n_batch = settings.batch
-    p.cpuparams.n_threads = settings.threads
-    p.cpuparams_batch.n_threads = settings.threads
+    n_threads = settings.threads or threads or cores()
+    p.cpuparams.n_threads = n_threads
+    p.cpuparams_batch.n_threads = settings.batch_threads or n_threads
+    p.cpuparams.poll = settings.poll
+    p.cpuparams_batch.poll = settings.poll
+    p.cache_prompt = settings.cache
     p.offline = True
     p.verbosity = settings.verbosity
     return p
@@ -165,8 +183,10 @@ class EmbeddedBackend:
         )
         self.cost = CostModel()
         self._server: Any = None
+        self.threads: int | None = None
         self._start_lock = threading.Lock()
         self._gate = SlotGate(self.settings.slots)
+        ENGINE_THREADS.join(self, self.settings.threads)
         self._pool = ThreadPoolExecutor(max_workers=self.settings.slots + 2,
                                         thread_name_prefix="testtime-engine")
 
@@ -176,7 +196,8 @@ class EmbeddedBackend:
             if self._server is not None:
                 return
             path = resolve(self.settings.model)
-            params = engine_params(self.settings, path)
+            params = engine_params(self.settings, path, ENGINE_THREADS.threads_for(self))
+            self.threads = int(params.cpuparams.n_threads)
             import xllamacpp
             self.cost = CostModel(read_shape(path))
             self._server = xllamacpp.Server(params)
@@ -335,4 +356,5 @@ class EmbeddedBackend:
 
     async def close(self) -> None:
         """Stop accepting work and free the thread pool (the model is freed with the object)."""
+        ENGINE_THREADS.leave(self)
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -96,7 +96,7 @@ async def _serve(request: Request, body: ChatCompletionRequest | CompletionReque
     route = gw.router.resolve(body.model, opts.strategy)
     request.state.log["strategy"] = route.spec
     strategy = with_request_options(route.strategy, temperature=body.temperature,
-                                    max_tokens=max_tokens)
+                                    max_tokens=max_tokens, **body.sampling().chosen())
     seed = opts.seed if opts.seed is not None else (
         body.seed % 2**31 if body.seed is not None else None)
     job = gw.job(problems, body.n, strategy, route.spec, opts.budget, seed, who)

@@ -26,7 +26,7 @@ from testtime.serve.protection import Caller, KeyGuard, Limiter
 from testtime.serve.routing import Router
 from testtime.strategies.base import Context
 from testtime.strategies.single import Single
-from testtime.types import Generation, GenerationRequest, Problem, Result, Usage
+from testtime.types import Generation, GenerationRequest, Problem, Result, Sampling, Usage
 
 log = logging.getLogger("testtime.serve")
 CANCEL_GRACE = 5.0  # seconds a timed-out or abandoned request waits for its work to stop
@@ -99,7 +99,8 @@ class Gateway:
     def context(self, job: Job, index: int) -> Context:
         """A fresh Context for choice ``index`` of ``job``."""
         seed = job.seed + index if job.seed is not None else secrets.randbits(31)
-        ctx = Context(backend=self.backend, budget=job.budget, seed=seed, strategy=job.spec)
+        ctx = Context(backend=self.backend, budget=job.budget, seed=seed, strategy=job.spec,
+                      sampling=Sampling.of(job.strategy))
         job.contexts.append(ctx)
         return ctx
 
@@ -148,7 +149,8 @@ class Gateway:
             if max_tokens != strategy.max_tokens:
                 ctx.ledger.exhausted = True
             req = GenerationRequest(prompt=prompt, n=1, temperature=strategy.temperature,
-                                    max_tokens=max_tokens, seed=ctx.next_seed())
+                                    max_tokens=max_tokens, seed=ctx.next_seed()
+                                    ).model_copy(update=ctx.sampling.chosen())
             pieces = self.backend.stream(req)  # type: ignore[attr-defined]
             try:
                 while True:

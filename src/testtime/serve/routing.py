@@ -96,12 +96,11 @@ class Router:
         return out
 
 
-def with_request_options(strategy: Any, *, temperature: float | None,
-                         max_tokens: int | None) -> Any:
-    """A copy of ``strategy`` using the request's temperature and max_tokens where it has them."""
+def with_request_options(strategy: Any, **options: float | None) -> Any:
+    """A copy of ``strategy`` using the request's options (temperature, max_tokens, sampler
+    settings) where the request sets them and the strategy has them."""
     fields = type(strategy).model_fields
-    update = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens))
-              if v is not None and k in fields}
+    update = {k: v for k, v in options.items() if v is not None and k in fields}
     if not update:
         return strategy
     try:

@@ -1,8 +1,10 @@
 """Request bodies of the OpenAI endpoints the gateway serves (validated, documented in OpenAPI).
 
-Unknown OpenAI fields (``top_p``, ``stop``, ``user``, penalties, ...) are accepted and ignored
-so standard clients work; testtime's own options travel in the ``testtime`` object, which the
-openai client sends with ``extra_body={"testtime": {...}}``.
+The sampler settings ``top_p``, ``top_k``, ``min_p`` and ``repeat_penalty`` reach the strategy
+(unset ones keep the engine's defaults). Other unknown OpenAI fields (``stop``, ``user``,
+penalties, ...) are accepted and ignored so standard clients work; testtime's own options
+travel in the ``testtime`` object, which the openai client sends with
+``extra_body={"testtime": {...}}``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from testtime.types import Sampling
 
 
 class TesttimeOptions(BaseModel):
@@ -53,8 +57,8 @@ class ChatMessage(BaseModel):
     name: str | None = Field(default=None, max_length=256)
 
 
-class _Common(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class _Common(Sampling):
+    model_config = ConfigDict(extra="allow", frozen=False)
 
     model: str = Field(min_length=1, max_length=512)
     max_tokens: int | None = Field(default=None, ge=1, le=131072)
@@ -64,6 +68,10 @@ class _Common(BaseModel):
     stream_options: StreamOptions | None = None
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     testtime: TesttimeOptions | None = None
+
+    def sampling(self) -> Sampling:
+        """The sampler settings this request chose."""
+        return Sampling.of(self)
 
 
 class ChatCompletionRequest(_Common):

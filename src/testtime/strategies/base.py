@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr
 
 from testtime.answers import extract_answer
 from testtime.backends.base import Backend
@@ -26,6 +26,7 @@ from testtime.types import (
     Problem,
     Prompt,
     Result,
+    Sampling,
     Score,
 )
 from testtime.verifiers.base import Verifier, VerifyContext, make_verifier
@@ -46,6 +47,7 @@ class Context:
     budget: Budget = field(default_factory=Budget)
     seed: int = 0
     strategy: str = ""
+    sampling: Sampling = field(default_factory=Sampling)
     ledger: Ledger = field(init=False)
     rng: random.Random = field(init=False)
     trace: list[dict[str, Any]] = field(default_factory=list)
@@ -74,8 +76,12 @@ class Context:
         """Run one budget-checked backend call and record what it cost.
 
         The request is shrunk (fewer samples, fewer tokens) to fit the budget; when nothing
-        fits, an empty Generation is returned and ``exhausted`` is set.
+        fits, an empty Generation is returned and ``exhausted`` is set. Sampler settings the
+        request leaves unset come from the context's ``sampling`` (the strategy's spec).
         """
+        unset = {k: v for k, v in self.sampling.chosen().items() if getattr(req, k) is None}
+        if unset:
+            req = req.model_copy(update=unset)
         try:
             n, max_tokens = self.ledger.plan(req.n, req.max_tokens)
         except BudgetExhausted:
@@ -136,6 +142,7 @@ class Context:
             text = next((c.text for c in candidates if c.answer == answer), None)
         if self.trace:
             extra.setdefault("trace", self.trace)
+        extra.setdefault("sampling", self.sampling.chosen())
         return Result(problem_id=problem.id, answer=answer, text=text,
                       candidates=tuple(candidates), usage=self.ledger.close(),
                       strategy=self.strategy, budget_exhausted=self.ledger.exhausted,
@@ -151,8 +158,13 @@ class Strategy(Protocol):
         ...
 
 
-class StrategySettings(BaseModel):
-    """Base for strategies: their options are validated, immutable pydantic fields."""
+class StrategySettings(Sampling):
+    """Base for strategies: their options are validated, immutable pydantic fields.
+
+    Every strategy takes the sampler settings of :class:`Sampling` (``top_p``, ``top_k``,
+    ``min_p``, ``repeat_penalty``) in its spec; the runner hands them to the Context, which
+    applies them to every call the strategy makes.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
