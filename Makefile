@@ -21,9 +21,14 @@ setup: $(BIN)/python
 setup-dev: $(BIN)/python
 	$(BIN)/pip install -q -e '.[embedded,serve,eval,ray,hf,dev,code]'
 
+# A first look in minutes: one sample vs the majority of 6 on the same 20 problems.
+DEMO_TASK ?= arith:level=3+4
+DEMO_LIMIT ?= 20
+DEMO_STRATEGY ?= self-consistency:n=6,max_tokens=256
+
 demo: setup
 	$(BIN)/testtime pull $(MODEL)
-	$(BIN)/testtime run --task arith --limit 40 --strategy self-consistency:n=8 \
+	$(BIN)/testtime run --task $(DEMO_TASK) --limit $(DEMO_LIMIT) --strategy $(DEMO_STRATEGY) \
 		--backend embedded:$(MODEL) --seed 0 --out runs/demo.jsonl
 
 test: setup-dev
