@@ -50,6 +50,11 @@ class EmbeddedSettings(BackendSettings):
         "work (llama.cpp's poll level, 0-100); 0 sleeps at once and leaves the CPU to other "
         "processes, higher trades a busy core for slightly faster steps on an idle machine")
     batch: int = Field(default=512, ge=32)
+    similarity: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="llama.cpp's slot_prompt_similarity: a "
+        "request goes to the idle slot whose cached tokens share the longest prefix with its "
+        "prompt when that covers at least this share of it, else to the least recently used "
+        "slot; 0 always takes the least recently used")
     verbosity: int = Field(default=-1, description="llama.cpp log level; -1 keeps it quiet")
     cache: bool = Field(default=True, description="reuse cached prompt prefixes; off makes "
                         "samples independent of what the engine served before")
@@ -119,6 +124,7 @@ def engine_params(settings: EmbeddedSettings, path: Path, threads: int | None = 
     p.cpuparams.poll = settings.poll
     p.cpuparams_batch.poll = settings.poll
     p.cache_prompt = settings.cache
+    p.slot_prompt_similarity = settings.similarity
     p.offline = True
     p.verbosity = settings.verbosity
     return p
