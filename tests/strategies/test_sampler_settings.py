@@ -56,13 +56,17 @@ def test_bad_sampler_settings_are_spec_errors(bad: str) -> None:
 
 @pytest.mark.model
 async def test_spec_top_p_top_k_min_p_reach_the_engine(smollm: EmbeddedBackend) -> None:
-    """Each setting, set so that only the likeliest token survives, makes hot sampling greedy:
-    the engine received it. Without them the same hot samples differ."""
+    """Each setting, set so that only the likeliest token survives, makes four hot samples with
+    different seeds one and the same text: the engine received it. Without them they differ.
+
+    (Not compared with a temperature-0 run: a prompt-cache hit rounds SmolLM2's near-tied
+    logits differently, so greedy text can differ between calls.)
+    """
     problem = ArithTask(level=1).problems(1)[0]
-    greedy = await solve(problem, make_strategy("single:max_tokens=24"), smollm)
     hot = "self-consistency:n=4,temperature=1.5,max_tokens=24"
     free = await solve(problem, make_strategy(hot), smollm, seed=3)
     assert len({c.text for c in free.candidates}) > 1
     for setting in ("top_k=1", "top_p=0.001", "min_p=1.0"):
         res = await solve(problem, make_strategy(f"{hot},{setting}"), smollm, seed=3)
-        assert {c.text for c in res.candidates} == {greedy.text}, setting
+        assert len(res.candidates) == 4
+        assert len({c.text for c in res.candidates}) == 1, setting
