@@ -25,9 +25,14 @@ setup-dev: $(BIN)/python
 		|| { [ "$$(id -u)" = 0 ] && apt-get install -y -q util-linux mount >/dev/null; } \
 		|| echo "warning: no unshare/setpriv: code verification will refuse untrusted code"
 
+# A first look in minutes: one sample vs the majority of 5 on the same 16 problems.
+DEMO_TASK ?= arith:level=3+4
+DEMO_LIMIT ?= 16
+DEMO_STRATEGY ?= self-consistency:n=5,max_tokens=256
+
 demo: setup
 	$(BIN)/testtime pull $(MODEL)
-	$(BIN)/testtime run --task arith --limit 40 --strategy self-consistency:n=8 \
+	$(BIN)/testtime run --task $(DEMO_TASK) --limit $(DEMO_LIMIT) --strategy $(DEMO_STRATEGY) \
 		--backend embedded:$(MODEL) --seed 0 --out runs/demo.jsonl
 
 test: setup-dev

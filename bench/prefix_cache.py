@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 
@@ -34,7 +33,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--width", type=int, default=4, help="children per beam (M)")
     ap.add_argument("--step-tokens", type=int, default=32)
     ap.add_argument("--depth", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--engine", default="", metavar="OPTS",
+                    help="more embedded backend options, e.g. similarity=0.5")
     args = ap.parse_args(argv)
     if args.problems < 1 or args.n < 1 or not 1 <= args.width <= args.n:
         ap.error("need problems >= 1 and 1 <= width <= n")
@@ -43,8 +44,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 async def main(args: argparse.Namespace) -> float:
     """Run the search and return the cached share of prompt tokens."""
+    options = dict(kv.split("=", 1) for kv in args.engine.split(",") if kv)
     backend = EmbeddedBackend(model=args.model, slots=max(args.n, 4), ctx=1024,
-                              threads=args.threads)
+                              threads=args.threads, **options)
     await backend.ready()
     spec = (f"beam:n={args.n},width={args.width},max_tokens={args.step_tokens},"
             f"max_depth={args.depth}")
@@ -54,7 +56,8 @@ async def main(args: argparse.Namespace) -> float:
         solve(p, make_strategy(spec), backend, verifier=make_verifier("confidence"), spec=spec)
         for p in problems))
     wall = time.monotonic() - started
-    print(f"spec {spec}  model {args.model}  problems {len(problems)}  wall {wall:.1f}s")
+    print(f"spec {spec}  model {args.model} {args.engine}  problems {len(problems)}  "
+          f"wall {wall:.1f}s")
     for p, r in zip(problems, results, strict=True):
         u = r.usage
         print(f"{p.id}: answer={r.answer!r} reference={p.reference} calls={u.calls} "

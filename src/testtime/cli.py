@@ -184,6 +184,9 @@ def engine_serve_cmd(
     slots: Annotated[int, typer.Option(min=1, max=256, help="parallel sequences")] = 32,
     ctx: Annotated[int, typer.Option(min=256, help="context tokens per slot")] = 2048,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads")] = None,
+    engine: Annotated[list[str] | None, typer.Option(
+        "--set", help="engine option KEY=VALUE as in an embedded backend spec (poll=0, "
+                      "batch_threads=1, cache=false, ...); repeatable")] = None,
 ) -> None:
     """Serve a model with llama.cpp's own OpenAI-compatible HTTP server until SIGTERM/SIGINT."""
     from pydantic import ValidationError
@@ -194,6 +197,11 @@ def engine_serve_cmd(
 
     try:
         options: dict[str, Any] = {"model": model, "slots": slots, "ctx": ctx}
+        for item in engine or ():
+            key, eq, value = item.partition("=")
+            if not eq or not key.strip():
+                fail(f"--set takes KEY=VALUE, not {item!r}")
+            options[key.strip()] = value.strip()
         if threads:
             options["threads"] = threads
         settings = EmbeddedSettings.model_validate(options)

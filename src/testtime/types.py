@@ -123,14 +123,44 @@ class Problem(Frozen):
         return Prompt.chat(user, system=self.system).model_copy(update={"options": self.options})
 
 
-class GenerationRequest(Frozen):
+class Sampling(Frozen):
+    """Sampler settings beyond temperature; each one left unset keeps the engine's default.
+
+    Engines ship tuned defaults (llama.cpp: ``top_k`` 40, ``top_p`` 0.95, ``min_p`` 0.05), so
+    testtime sends only what the user chose. Strategy specs, gateway requests and backend
+    requests all carry these same fields.
+    """
+
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0,
+                                description="nucleus sampling; unset: the engine's default")
+    top_k: int | None = Field(default=None, ge=0,
+                              description="keep the k likeliest tokens (0: all); unset: "
+                                          "the engine's default")
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0,
+                                description="drop tokens below min_p x the likeliest one's "
+                                            "probability; unset: the engine's default")
+    repeat_penalty: float | None = Field(default=None, gt=0.0, le=10.0,
+                                         description="penalty on repeated tokens (1: none); "
+                                                     "unset: the engine's default")
+
+    def chosen(self) -> dict[str, float]:
+        """The settings that were set, by name (empty: every engine default stands)."""
+        return {k: getattr(self, k) for k in Sampling.model_fields
+                if getattr(self, k) is not None}
+
+    @staticmethod
+    def of(source: object) -> Sampling:
+        """The sampler settings of any object that has these fields (a strategy, a request)."""
+        return Sampling(**{k: getattr(source, k, None) for k in Sampling.model_fields})
+
+
+class GenerationRequest(Sampling):
     """One call to a backend: sample ``n`` continuations of ``prompt``."""
 
     prompt: Prompt
     n: int = Field(default=1, ge=1)
     max_tokens: int = Field(default=512, ge=1)
     temperature: float = Field(default=0.8, ge=0.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     seed: int | None = None
     stop: tuple[str, ...] = ()
     logprobs: bool = False

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -154,3 +155,40 @@ async def test_flops_from_the_servers_model_meta_and_stopped_streams_are_counted
     explicit = OpenAIBackend(url=server.url, params=1e9, layers=4, width=64)
     assert explicit.cost.shape is not None and explicit.cost.shape.params == 1e9
     await explicit.close()
+
+
+async def test_backends_return_exactly_the_engines_samples_for_a_seed() -> None:
+    """For one seed, the OpenAI backend (streamed or not, whole or split into parts or into
+    single requests) and the embedded backend (whole or split over few slots) return exactly
+    the samples of a plain request to llama.cpp's own server, in the same order.
+
+    The prompt cache is off on both engines so every sample starts from the same state (a cache
+    hit evaluates the prompt's tail in a smaller batch, which rounds differently).
+    """
+    threads = int(os.environ.get("TESTTIME_THREADS", os.cpu_count() or 2))
+    prompt = Prompt.chat("Name one animal and describe it in a short sentence.")
+    settings: dict[str, Any] = {"slots": 4, "ctx": 512, "threads": threads, "cache": False}
+    req = GenerationRequest(prompt=prompt, n=4, max_tokens=20, temperature=1.0, seed=11)
+    body = {"messages": [{"role": "user", "content": prompt.messages[0].content}], "n": 4,
+            "max_tokens": 20, "temperature": 1.0, "seed": 11, "cache_prompt": False}
+    with LlamaCppServer("smollm2-135m", **settings) as srv:
+        raw = httpx.post(f"{srv.url}/chat/completions", json=body, timeout=300).json()
+        engine = [c["message"]["content"] for c in sorted(raw["choices"],
+                                                          key=lambda c: c["index"])]
+        assert len(set(engine)) > 1  # real samples, not one greedy text four times
+        variants: list[dict[str, Any]] = [
+            {"stream": "on"}, {"stream": "off"}, {"max_n": 3}, {"n_mode": "concurrent"}]
+        for variant in variants:
+            backend = OpenAIBackend(url=srv.url, **variant)
+            try:
+                got = await backend.generate(req)
+            finally:
+                await backend.close()
+            assert [c.text for c in got.completions] == engine, variant
+    for slots in (4, 3):
+        local = EmbeddedBackend(model="smollm2-135m", **{**settings, "slots": slots})
+        try:
+            got = await local.generate(req)
+        finally:
+            await local.close()
+        assert [c.text for c in got.completions] == engine, f"embedded, {slots} slots"

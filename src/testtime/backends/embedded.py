@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import os
 import threading
 import time
 from collections import deque
@@ -32,6 +31,7 @@ from testtime.backends.base import (
     join_completions,
     part_request,
 )
+from testtime.backends.threads import ENGINE_THREADS, cores
 from testtime.budget import CostModel, stopped_sink
 from testtime.chat import forced_call_format
 from testtime.models import DEFAULT_MODEL, read_shape, resolve
@@ -41,13 +41,26 @@ STOP_GRACE = 5.0  # seconds a cancelled call waits for the engine to stop and co
 
 
 class EmbeddedSettings(BackendSettings):
-    """Options of ``embedded:MODEL,slots=…,ctx=…,threads=…``."""
+    """Options of ``embedded:MODEL,slots=…,ctx=…,threads=…,poll=…``."""
 
     model: str = DEFAULT_MODEL
     slots: int = Field(default=32, ge=1, le=256)
     ctx: int = Field(default=2048, ge=256, description="context tokens per slot")
-    threads: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
+    threads: int | None = Field(
+        default=None, ge=1, description="threads that generate tokens; default: this engine's "
+        "share of the process's engine threads (all cores for a lone engine)")
+    batch_threads: int | None = Field(
+        default=None, ge=1, description="threads that evaluate prompts; default: as threads")
+    poll: int = Field(
+        default=0, ge=0, le=100, description="how long idle engine threads spin waiting for "
+        "work (llama.cpp's poll level, 0-100); 0 sleeps at once and leaves the CPU to other "
+        "processes, higher trades a busy core for slightly faster steps on an idle machine")
     batch: int = Field(default=512, ge=32)
+    similarity: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="llama.cpp's slot_prompt_similarity: a "
+        "request goes to the idle slot whose cached tokens share the longest prefix with its "
+        "prompt when that covers at least this share of it, else to the least recently used "
+        "slot; 0 always takes the least recently used")
     verbosity: int = Field(default=-1, description="llama.cpp log level; -1 keeps it quiet")
     cache: bool = Field(default=True, description="reuse cached prompt prefixes; off makes "
                         "samples independent of what the engine served before")
@@ -63,7 +76,8 @@ def chat_request(prompt: Prompt, req: GenerationRequest, n: int) -> dict[str, An
 
     Every message (tool calls and tool results included) and the request's tools and
     response format go to the engine as they are, so the model's own chat template renders
-    them; the prefill is the last message, after the whole conversation.
+    them; the prefill is the last message, after the whole conversation. Sampler settings the
+    request leaves unset are not sent, so the engine's own defaults hold.
     """
     messages = [m.to_openai() for m in prompt.messages]
     if prompt.prefix:
@@ -73,7 +87,7 @@ def chat_request(prompt: Prompt, req: GenerationRequest, n: int) -> dict[str, An
         "n": n,
         "max_tokens": req.max_tokens,
         "temperature": req.temperature,
-        "top_p": req.top_p,
+        **req.chosen(),
     }
     if req.stop:
         body["stop"] = list(req.stop)
@@ -130,8 +144,11 @@ def top_dict(items: Any) -> dict[str, float]:
     return out
 
 
-def engine_params(settings: EmbeddedSettings, path: Path) -> Any:
-    """xllamacpp ``CommonParams`` for a model file with the given settings."""
+def engine_params(settings: EmbeddedSettings, path: Path, threads: int | None = None) -> Any:
+    """xllamacpp ``CommonParams`` for a model file with the given settings.
+
+    ``threads`` fills in when the settings leave it unset (default: all cores).
+    """
     try:
         import xllamacpp
     except ImportError as exc:
@@ -143,8 +160,13 @@ def engine_params(settings: EmbeddedSettings, path: Path) -> Any:
     p.n_ctx = settings.slots * settings.ctx
     p.kv_unified = settings.unified_kv
     p.n_batch = settings.batch
-    p.cpuparams.n_threads = settings.threads
-    p.cpuparams_batch.n_threads = settings.threads
+    n_threads = settings.threads or threads or cores()
+    p.cpuparams.n_threads = n_threads
+    p.cpuparams_batch.n_threads = settings.batch_threads or n_threads
+    p.cpuparams.poll = settings.poll
+    p.cpuparams_batch.poll = settings.poll
+    p.cache_prompt = settings.cache
+    p.slot_prompt_similarity = settings.similarity
     p.offline = True
     p.verbosity = settings.verbosity
     p.endpoint_metrics = True  # the engine's own counters, to check what a stopped call cost
@@ -222,8 +244,10 @@ class EmbeddedBackend:
         )
         self.cost = CostModel()
         self._server: Any = None
+        self.threads: int | None = None
         self._start_lock = threading.Lock()
         self._gate = SlotGate(self.settings.slots)
+        ENGINE_THREADS.join(self, self.settings.threads)
         self._pool = ThreadPoolExecutor(max_workers=self.settings.slots + 2,
                                         thread_name_prefix="testtime-engine")
 
@@ -233,7 +257,8 @@ class EmbeddedBackend:
             if self._server is not None:
                 return
             path = resolve(self.settings.model)
-            params = engine_params(self.settings, path)
+            params = engine_params(self.settings, path, ENGINE_THREADS.threads_for(self))
+            self.threads = int(params.cpuparams.n_threads)
             import xllamacpp
             self.cost = CostModel(read_shape(path))
             self._server = xllamacpp.Server(params)
@@ -457,4 +482,5 @@ class EmbeddedBackend:
 
     async def close(self) -> None:
         """Stop accepting work and free the thread pool (the model is freed with the object)."""
+        ENGINE_THREADS.leave(self)
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -87,9 +87,9 @@ class LlamaCppServer:
 
     def __init__(self, model: str, *, slots: int = 8, ctx: int = 2048,
                  threads: int | None = None, host: str = "127.0.0.1", port: int | None = None,
-                 startup_timeout: float = 180.0) -> None:
-        self.settings = EmbeddedSettings(model=model, slots=slots, ctx=ctx,
-                                         threads=threads or os.cpu_count() or 2)
+                 startup_timeout: float = 180.0, **engine: Any) -> None:
+        self.settings = EmbeddedSettings(model=model, slots=slots, ctx=ctx, threads=threads,
+                                         **engine)
         self.host = host
         self.port = port or free_port(host)
         self.startup_timeout = startup_timeout
@@ -104,9 +104,12 @@ class LlamaCppServer:
     def command(self) -> list[str]:
         """The command line that runs the server."""
         s = self.settings
+        options = s.model_dump(exclude={"model", "slots", "ctx"}, exclude_defaults=True)
         return [sys.executable, "-m", "testtime.cli", "engine-serve", s.model,
                 "--host", self.host, "--port", str(self.port), "--slots", str(s.slots),
-                "--ctx", str(s.ctx), "--threads", str(s.threads)]
+                "--ctx", str(s.ctx),
+                *(f"--set={k}={str(v).lower() if isinstance(v, bool) else v}"
+                  for k, v in options.items())]
 
     def start(self) -> LlamaCppServer:
         """Start the server and wait until ``/v1/models`` answers."""

@@ -185,7 +185,7 @@ class OpenAIBackend:
             text = "\n\n".join(m.content for m in req.prompt.messages)
             text += "\n\n" + req.prompt.prefix if req.prompt.prefix else "\n\n"
             body = {"prompt": text, "n": n, "max_tokens": req.max_tokens,
-                    "temperature": req.temperature, "top_p": req.top_p}
+                    "temperature": req.temperature, **req.chosen()}
             if req.stop:
                 body["stop"] = list(req.stop)
             if req.seed is not None:
@@ -194,6 +194,8 @@ class OpenAIBackend:
                 body["logprobs"] = max(1, req.top_logprobs)
             path = "/completions"
         body["model"] = model
+        if "repeat_penalty" in body and not self._llamacpp:
+            body["repetition_penalty"] = body.pop("repeat_penalty")  # vLLM's and SGLang's name
         if self._streams(n):
             body["stream"] = True
             if self._llamacpp:

@@ -15,7 +15,7 @@ from testtime.budget import Budget
 from testtime.eval.grading import gradable, grade
 from testtime.eval.metrics import mean, pass_at_k
 from testtime.strategies.base import Context, Strategy, derive_seed
-from testtime.types import Problem, Result, Usage
+from testtime.types import Problem, Result, Sampling, Usage
 from testtime.verifiers.base import Verifier
 
 
@@ -128,7 +128,8 @@ async def solve(problem: Problem, strategy: Strategy, backend: Backend, *,
                 spec: str = "") -> Result:
     """Run a strategy on one problem with a fresh Context."""
     ctx = Context(backend=backend, verifier=verifier, budget=budget or Budget(),
-                  seed=problem_seed(seed, problem.id), strategy=spec)
+                  seed=problem_seed(seed, problem.id), strategy=spec,
+                  sampling=Sampling.of(strategy))
     return await strategy.run(problem, ctx)
 
 

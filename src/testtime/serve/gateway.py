@@ -31,7 +31,15 @@ from testtime.strategies.adaptive import PolicyError
 from testtime.strategies.base import Context
 from testtime.strategies.single import Single
 from testtime.strategies.voting import tally
-from testtime.types import Candidate, Generation, GenerationRequest, Problem, Result, Usage
+from testtime.types import (
+    Candidate,
+    Generation,
+    GenerationRequest,
+    Problem,
+    Result,
+    Sampling,
+    Usage,
+)
 from testtime.verifiers.base import UnfitProblem
 from testtime.verifiers.verdicts import JudgeError
 
@@ -98,8 +106,6 @@ def request_fields(body: Any, strategy: Any, problems: list[Problem]) -> dict[st
     out: dict[str, Any] = {}
     if stops:
         out["stop"] = stops
-    if body.top_p is not None:
-        out["top_p"] = body.top_p
     if getattr(body, "logprobs", None) or getattr(body, "top_logprobs", None):
         out["logprobs"] = True
         out["top_logprobs"] = body.top_logprobs or 0
@@ -210,7 +216,7 @@ class Gateway:
         """A fresh Context for choice ``index`` of ``job``."""
         seed = job.seed + index if job.seed is not None else secrets.randbits(31)
         ctx = Context(backend=self.backend, budget=job.budget, seed=seed, strategy=job.spec,
-                      request=dict(job.request),
+                      request=dict(job.request), sampling=Sampling.of(job.strategy),
                       on_sample=lambda cands: job.on_sample(index, cands))
         job.contexts.append(ctx)
         return ctx
@@ -258,9 +264,9 @@ class Gateway:
             except BudgetExhausted:
                 yield ctx.result(problem, None, [])
                 return
-            req = ctx.with_request(GenerationRequest(
+            req = ctx.prepare(GenerationRequest(
                 prompt=prompt, n=1, temperature=strategy.temperature,
-                max_tokens=plan.max_tokens, seed=ctx.next_seed()))
+                max_tokens=plan.max_tokens))
 
             def stopped(gen: Generation) -> None:
                 ctx.ledger.record(gen, cut=True)

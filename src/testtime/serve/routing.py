@@ -150,17 +150,17 @@ def client_can_name(name: str) -> bool:
     return all(field_trust(f) is CLIENT for f in fields.values() if f.is_required())
 
 
-def with_request_options(strategy: Any, *, temperature: float | None,
-                         max_tokens: int | None, policy: ClientPolicy | None = None) -> Any:
-    """A fresh copy of ``strategy`` using the request's temperature and max_tokens.
+def with_request_options(strategy: Any, *, policy: ClientPolicy | None = None,
+                         **options: float | None) -> Any:
+    """A fresh copy of ``strategy`` using the request's options (temperature, max_tokens,
+    sampler settings) where the request sets them and the strategy has them.
 
     These are client-set values, so the operator's ``client_limits`` (``policy``) bound them.
     The copy is the request's own (its verifier and that verifier's score cache too), so
     nothing a request leaves behind outlives it.
     """
     fields = type(strategy).model_fields
-    update = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens))
-              if v is not None and k in fields}
+    update = {k: v for k, v in options.items() if v is not None and k in fields}
     name = getattr(strategy, "registered_name", type(strategy).__name__)
     for key, value in update.items():
         try:

@@ -5,7 +5,9 @@ Every field that changes the answer is honoured or refused: those declared here 
 :data:`UNSUPPORTED` are refused when set to anything but their neutral value. Fields that do
 not change the answer (``user``, ``metadata``, ``store``, ...) are accepted and ignored.
 testtime's own options travel in the ``testtime`` object, which the openai client sends with
-``extra_body={"testtime": {...}}``.
+``extra_body={"testtime": {...}}``. The sampler settings ``top_p``, ``top_k``, ``min_p`` and
+``repeat_penalty`` reach the strategy (unset ones keep the engine's defaults) within the
+operator's ``client_limits``.
 
 Validation is strict, as OpenAI's is: no coercion (``"n": "2"``, ``"n": true`` and
 ``"stream": "yes"`` are refused), and numbers must be finite.
@@ -16,6 +18,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from testtime.types import Sampling
 
 UNSUPPORTED: dict[str, tuple[Any, ...]] = {
     "frequency_penalty": (0, 0.0, None),
@@ -154,8 +158,8 @@ class ResponseFormat(BaseModel):
     json_schema: JsonSchemaFormat | None = None
 
 
-class _Common(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
+class _Common(Sampling):
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False, frozen=False)
 
     model: str = Field(min_length=1, max_length=512)
     max_tokens: int | None = Field(default=None, ge=1, le=131072)
@@ -165,7 +169,6 @@ class _Common(BaseModel):
     stream_options: StreamOptions | None = None
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     stop: str | list[str] | None = Field(default=None, description="up to 4 stop strings")
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     testtime: TesttimeOptions | None = None
 
     def stops(self) -> tuple[str, ...]:
@@ -173,6 +176,9 @@ class _Common(BaseModel):
         if self.stop is None:
             return ()
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+    def sampling(self) -> Sampling:
+        """The sampler settings this request chose."""
+        return Sampling.of(self)
 
 
 class ChatCompletionRequest(_Common):

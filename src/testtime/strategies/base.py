@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr
 
 from testtime.answers import extract_answer
 from testtime.backends.base import Backend
@@ -28,6 +28,7 @@ from testtime.types import (
     Problem,
     Prompt,
     Result,
+    Sampling,
     Score,
 )
 from testtime.verifiers.base import Verifier, VerifyContext, make_verifier
@@ -43,8 +44,9 @@ def derive_seed(*parts: object) -> int:
 class Context:
     """A strategy's view of the world for one problem: engine, verifier, budget, ledger, rng.
 
+    ``sampling`` holds the strategy's sampler settings (unset ones keep the engine's defaults);
     ``request`` holds what the caller asks of every generation (``stop`` strings added to the
-    strategy's own, ``top_p``, ``logprobs``, ``top_logprobs``); ``on_sample`` is told of each
+    strategy's own, ``logprobs``, ``top_logprobs``); ``on_sample`` is told of each
     batch of candidates as it is sampled (the gateway streams progress from it).
     """
 
@@ -53,6 +55,7 @@ class Context:
     budget: Budget = field(default_factory=Budget)
     seed: int = 0
     strategy: str = ""
+    sampling: Sampling = field(default_factory=Sampling)
     ledger: Ledger = field(init=False)
     rng: random.Random = field(init=False)
     trace: list[dict[str, Any]] = field(default_factory=list)
@@ -88,12 +91,18 @@ class Context:
         fits, or the ``seconds`` deadline passes while it runs, an empty (or partial)
         Generation is returned and ``exhausted`` is set.
         """
-        if req.seed is None:
-            req = req.model_copy(update={"seed": self.next_seed()})
-        if self.request:
-            req = self.with_request(req)
-        return await metered_generate(self.ledger, self.backend, req)
+        return await metered_generate(self.ledger, self.backend, self.prepare(req))
 
+    def prepare(self, req: GenerationRequest) -> GenerationRequest:
+        """``req`` as it is sent: with a fresh seed if it has none, the strategy's sampler
+        settings where it leaves them unset, and the caller's options (``request``)."""
+        update: dict[str, Any] = {k: v for k, v in self.sampling.chosen().items()
+                                  if getattr(req, k) is None}
+        if req.seed is None:
+            update["seed"] = self.next_seed()
+        if update:
+            req = req.model_copy(update=update)
+        return self.with_request(req) if self.request else req
     def with_request(self, req: GenerationRequest) -> GenerationRequest:
         """``req`` with the caller's options applied (its stop strings added to req's)."""
         update = {k: v for k, v in self.request.items() if k != "stop"}
@@ -162,6 +171,7 @@ class Context:
             text = next((c.text for c in candidates if c.answer == answer), None)
         if self.trace:
             extra.setdefault("trace", self.trace)
+        extra.setdefault("sampling", self.sampling.chosen())
         return Result(problem_id=problem.id, answer=answer, text=text,
                       candidates=tuple(candidates), usage=self.ledger.close(),
                       strategy=self.strategy, budget_exhausted=self.ledger.exhausted,
@@ -178,8 +188,13 @@ class Strategy(Protocol):
         ...
 
 
-class StrategySettings(BaseModel):
-    """Base for strategies: their options are validated, immutable pydantic fields."""
+class StrategySettings(Sampling):
+    """Base for strategies: their options are validated, immutable pydantic fields.
+
+    Every strategy takes the sampler settings of :class:`Sampling` (``top_p``, ``top_k``,
+    ``min_p``, ``repeat_penalty``) in its spec; the runner hands them to the Context, which
+    applies them to every call the strategy makes.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
