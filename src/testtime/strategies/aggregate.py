@@ -20,7 +20,7 @@ from testtime.chat import split_reasoning
 from testtime.metered import metered_generate
 from testtime.strategies.base import Context
 from testtime.strategies.voting import vote
-from testtime.types import Candidate, GenerationRequest, Problem, Prompt
+from testtime.types import Candidate, GenerationRequest, Problem, Prompt, Result
 
 USC_PROMPT = (
     "I have generated the following responses to the question: {question}\n\n{responses}\n\n"
@@ -113,3 +113,11 @@ async def aggregate(problem: Problem, candidates: Sequence[Candidate], ctx: Cont
         return Choice(None, texts[best].text, votes, "verifier")
     index, how = await universal_self_consistency(problem, texts, ctx)
     return Choice(None, texts[index].text, votes, how)
+
+
+async def aggregated_result(problem: Problem, candidates: Sequence[Candidate], ctx: Context,
+                            weights: Sequence[float] | None = None, **extra: object) -> Result:
+    """The Result of voting strategies: :func:`aggregate`'s choice, its votes and method."""
+    chosen = await aggregate(problem, candidates, ctx, weights)
+    return ctx.result(problem, chosen.answer, candidates, text=chosen.text, votes=chosen.votes,
+                      aggregation=chosen.method, **extra)

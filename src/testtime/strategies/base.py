@@ -103,6 +103,7 @@ class Context:
         if update:
             req = req.model_copy(update=update)
         return self.with_request(req) if self.request else req
+
     def with_request(self, req: GenerationRequest) -> GenerationRequest:
         """``req`` with the caller's options applied (its stop strings added to req's)."""
         update = {k: v for k, v in self.request.items() if k != "stop"}

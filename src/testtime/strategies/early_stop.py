@@ -14,7 +14,7 @@ import math
 
 from pydantic import Field
 
-from testtime.strategies.aggregate import aggregate
+from testtime.strategies.aggregate import aggregated_result
 from testtime.strategies.base import Context, StrategySettings, strategies
 from testtime.strategies.voting import tally
 from testtime.types import Candidate, Problem, Result
@@ -54,7 +54,5 @@ class EarlyStop(StrategySettings):
                 confidence = leader_probability(rows[0][2], rows[1][2] if len(rows) > 1 else 0)
                 if confidence >= self.threshold:
                     break
-        chosen = await aggregate(problem, candidates, ctx)
-        return ctx.result(problem, chosen.answer, candidates, text=chosen.text,
-                          votes=chosen.votes, samples=len(candidates),
-                          confidence=round(confidence, 4), aggregation=chosen.method)
+        return await aggregated_result(problem, candidates, ctx, samples=len(candidates),
+                                       confidence=round(confidence, 4))

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from testtime.strategies.aggregate import aggregate
+from testtime.strategies.aggregate import aggregated_result
 from testtime.strategies.base import Context, StrategySettings, strategies
 from testtime.types import Problem, Result
 
@@ -45,10 +45,8 @@ class MultiTemperature(StrategySettings):
             ctx.sample(problem, m, temperature=t, max_tokens=self.max_tokens)
             for t, m in zip(self.temperatures, shares, strict=True) if m > 0))
         candidates = [c for g in groups for c in g]
-        chosen = await aggregate(problem, candidates, ctx)
         by_temp = {str(t): [c.answer for c in g]
                    for t, g in zip([t for t, m in zip(self.temperatures, shares, strict=True)
                                     if m > 0], groups, strict=True)}
-        return ctx.result(problem, chosen.answer, candidates, text=chosen.text,
-                          votes=chosen.votes, answers_by_temperature=by_temp,
-                          aggregation=chosen.method)
+        return await aggregated_result(problem, candidates, ctx,
+                                       answers_by_temperature=by_temp)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from testtime.strategies.aggregate import aggregate
+from testtime.strategies.aggregate import aggregated_result
 from testtime.strategies.base import Context, StrategySettings, strategies
 from testtime.types import Problem, Result
 
@@ -20,6 +20,4 @@ class SelfConsistency(StrategySettings):
         """Sample, then majority-vote over equivalent answers."""
         candidates = await ctx.sample(problem, self.n, temperature=self.temperature,
                                       max_tokens=self.max_tokens)
-        chosen = await aggregate(problem, candidates, ctx)
-        return ctx.result(problem, chosen.answer, candidates, text=chosen.text,
-                          votes=chosen.votes, aggregation=chosen.method)
+        return await aggregated_result(problem, candidates, ctx)

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from testtime.strategies.aggregate import aggregate
+from testtime.strategies.aggregate import aggregated_result
 from testtime.strategies.base import Context, StrategySettings, strategies
 from testtime.types import Problem, Result
 from testtime.verifiers.confidence import ConfidenceVerifier
@@ -26,6 +26,4 @@ class WeightedVote(StrategySettings):
                                       max_tokens=self.max_tokens)
         scored = await ctx.score(problem, candidates)
         weights = [c.score.value if c.score else 0.0 for c in scored]
-        chosen = await aggregate(problem, scored, ctx, weights)
-        return ctx.result(problem, chosen.answer, scored, text=chosen.text, votes=chosen.votes,
-                          aggregation=chosen.method)
+        return await aggregated_result(problem, scored, ctx, weights)
