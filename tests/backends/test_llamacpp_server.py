@@ -141,11 +141,18 @@ async def test_flops_from_the_servers_model_meta_and_stopped_streams_are_counted
     ledger.record(await backend.generate(GenerationRequest(prompt=PROMPT, max_tokens=8)))
     assert ledger.usage.flops_known and ledger.usage.flops > 2 * local.params * 8
 
+    def decodes() -> float:
+        text = httpx.get(server.url.removesuffix("/v1") + "/metrics", timeout=10).text
+        return next(float(line.split()[1]) for line in text.splitlines()
+                    if line.startswith("llamacpp:n_decode_total"))
+
     stopped: list[Generation] = []
+    before = decodes()
     with on_stopped(stopped.append):
         task = asyncio.ensure_future(backend.generate(GenerationRequest(
             prompt=Prompt.chat("Write a very long essay."), max_tokens=400, temperature=0.0)))
-    await asyncio.sleep(3.0)  # greedy SmolLM2 writes all 400 tokens: far longer than this
+    while decodes() < before + 8:
+        await asyncio.sleep(0.05)  # decoding has begun; greedy SmolLM2 writes all 400 tokens
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
