@@ -1,16 +1,20 @@
 """The one path every model call takes: planned by the Ledger, cut at its deadline, recorded.
 
 Policy calls (through the strategy's Context) and verifier calls (through the VerifyContext)
-both go through ``metered_generate``, so no caller can spend outside the budget: the call is
-planned at its worst case, shrunk or refused, cancelled in flight at the ``seconds`` deadline,
-and recorded with what it really cost — also when it is stopped part way.
+both go through ``metered_generate``, token streams (the gateway's ``single``) through
+``metered_stream``, so no caller can spend outside the budget: the call is planned at its worst
+case, shrunk or refused, cancelled in flight at the ``seconds`` deadline (a stream: at the
+gateway's request deadline), and recorded with what it really cost — also when it is stopped
+part way.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 from typing import Any
 
+from testtime.backends.base import BackendError
 from testtime.budget import BudgetExhausted, Ledger, on_stopped
 from testtime.types import Generation, GenerationRequest, Prompt
 
@@ -57,3 +61,44 @@ async def metered_generate(ledger: Ledger, backend: Any, req: GenerationRequest,
         ledger.settle(plan, gen, cost=backend.cost)
     ledger.check_after()
     return gen
+
+
+async def metered_stream(ledger: Ledger, backend: Any, req: GenerationRequest, *,
+                         verifier: bool = False) -> AsyncGenerator[str | Generation, None]:
+    """``backend.stream(req)`` planned and recorded like :func:`metered_generate`.
+
+    Yields the text pieces, then the Generation (recorded before it is yielded); only an
+    empty Generation when the budget refuses the call. A stream stopped part way (its
+    consumer cancelled or closed it) is recorded with the work the engine reported.
+    """
+    try:
+        plan = ledger.plan(req.n, req.max_tokens, prompt_estimate(req.prompt),
+                           verifier=verifier, cost=backend.cost)
+    except BudgetExhausted:
+        yield Generation(completions=())
+        return
+    if (plan.n, plan.max_tokens) != (req.n, req.max_tokens):
+        req = req.model_copy(update={"n": plan.n, "max_tokens": plan.max_tokens})
+
+    def stopped(gen: Generation) -> None:
+        ledger.record(gen, verifier=verifier, cut=True, cost=backend.cost)
+
+    settled = False
+    pieces = backend.stream(req)
+    try:
+        while True:
+            with on_stopped(stopped):
+                try:
+                    item = await anext(pieces)
+                except StopAsyncIteration:
+                    raise BackendError("the backend's stream ended without a result") from None
+            if isinstance(item, Generation):
+                ledger.settle(plan, item, cost=backend.cost)
+                settled = True
+                yield item
+                return
+            yield item
+    finally:
+        await pieces.aclose()
+        if not settled:
+            ledger.settle(plan, cost=backend.cost)

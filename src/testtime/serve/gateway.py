@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from testtime.backends.base import Backend, BackendError, UnsupportedRequest
-from testtime.budget import Budget, BudgetExhausted, on_stopped
+from testtime.budget import Budget
 from testtime.code.problems import CodeProblemError
-from testtime.metered import prompt_estimate
+from testtime.metered import metered_stream, prompt_estimate
 from testtime.registry import SpecError
 from testtime.serve.config import ServeConfig
 from testtime.serve.errors import ApiError
@@ -259,41 +259,24 @@ class Gateway:
         deadline = time.monotonic() + self.config.request_timeout
         prompt = problem.prompt()
         with self.failures(job):
-            try:
-                plan = ctx.ledger.plan(1, strategy.max_tokens, prompt_estimate(prompt))
-            except BudgetExhausted:
-                yield ctx.result(problem, None, [])
-                return
-            req = ctx.prepare(GenerationRequest(
-                prompt=prompt, n=1, temperature=strategy.temperature,
-                max_tokens=plan.max_tokens))
-
-            def stopped(gen: Generation) -> None:
-                ctx.ledger.record(gen, cut=True)
-
-            final: Generation | None = None
-            pieces = self.backend.stream(req)  # type: ignore[attr-defined]
+            req = ctx.prepare(GenerationRequest(prompt=prompt, n=1,
+                                                temperature=strategy.temperature,
+                                                max_tokens=strategy.max_tokens))
+            stream = metered_stream(ctx.ledger, self.backend, req)
             try:
                 while True:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise TimeoutError
-                    with on_stopped(stopped):
-                        item = await asyncio.wait_for(anext(pieces), timeout=left)
+                    item = await asyncio.wait_for(anext(stream), timeout=left)
                     if isinstance(item, Generation):
-                        final = item
-                        ctx.ledger.settle(plan, final)
                         candidates = [ctx.candidate(prompt, c) for c in item.completions]
                         answer = candidates[0].answer if candidates else None
                         yield ctx.result(problem, answer, candidates)
                         return
                     yield item
-            except StopAsyncIteration:
-                raise BackendError("the backend's stream ended without a result") from None
             finally:
-                await pieces.aclose()
-                if final is None:
-                    ctx.ledger.settle(plan)
+                await stream.aclose()
 
     @contextmanager
     def failures(self, job: Job) -> Iterator[None]:
