@@ -84,7 +84,7 @@ async def raw_arm(url: str, problems: list[Problem], args: argparse.Namespace) -
     texts: list[list[str]] = [[] for _ in problems]
     async with httpx.AsyncClient(base_url=url, timeout=3600) as client:
         async def one(i: int, problem: Problem) -> None:
-            body = {"messages": [m.model_dump() for m in problem.prompt().messages],
+            body = {"messages": [m.to_openai() for m in problem.prompt().messages],
                     "n": args.samples, "temperature": args.temperature,
                     "max_tokens": args.max_tokens, "seed": derive_seed(args.seed, problem.id)}
             async with gate:

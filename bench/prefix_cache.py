@@ -1,9 +1,11 @@
 """How much of beam search's prompt the embedded engine serves from its prompt cache.
 
 Runs step-level beam search (confidence as the process scorer) on ``arith`` problems
-concurrently and prints per-problem usage, then, as its last line, the share of prompt tokens
-that llama.cpp reported as cached (``timings.cache_n``). Children of a beam continue its prompt
-byte for byte, so everything but the newest step should come from the cache.
+concurrently, twice in one run: with llama.cpp choosing each call's slot itself
+(``affinity=false``), then with testtime's slot affinity (the default). It prints per-problem
+usage and wall time for both, then, as its last line, the share of prompt tokens that llama.cpp
+reported as cached (``timings.cache_n``) at the defaults. Children of a beam continue its
+prompt byte for byte, so everything but the newest step should come from the cache.
 
     python bench/prefix_cache.py --problems 3 --n 8 --width 4
 """
@@ -42,9 +44,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-async def main(args: argparse.Namespace) -> float:
-    """Run the search and return the cached share of prompt tokens."""
-    options = dict(kv.split("=", 1) for kv in args.engine.split(",") if kv)
+async def search(args: argparse.Namespace, options: dict[str, str]) -> float:
+    """Run the search on a fresh engine and return the cached share of prompt tokens."""
     backend = EmbeddedBackend(model=args.model, slots=max(args.n, 4), ctx=1024,
                               threads=args.threads, **options)
     await backend.ready()
@@ -66,7 +67,18 @@ async def main(args: argparse.Namespace) -> float:
     share = total.cached_tokens / total.prompt_tokens if total.prompt_tokens else 0.0
     print(f"total: calls={total.calls} prompt={total.prompt_tokens} "
           f"cached={total.cached_tokens} generated={total.generated_tokens}")
-    print(f"cached prompt share: {share:.3f}")
+    print(f"cached prompt share: {share:.3f}", flush=True)
+    await backend.close()
+    return share
+
+
+async def main(args: argparse.Namespace) -> float:
+    """Search with the engine's own slot choice, then at the defaults; the defaults' share."""
+    options = dict(kv.split("=", 1) for kv in args.engine.split(",") if kv)
+    own = await search(args, {**options, "affinity": "false"})
+    share = await search(args, options)
+    print(f"engine's own slot choice {own:.3f}, slot affinity {share:.3f}")
+    print(f"cached prompt share at the defaults: {share:.3f}")
     return share
 
 

@@ -56,6 +56,20 @@ async def test_prefix_is_continued_and_served_from_cache(smollm: EmbeddedBackend
     assert second.prompt_tokens > first.prompt_tokens
 
 
+async def test_every_sample_of_a_continuation_is_continued_from_cache(
+        smollm: EmbeddedBackend) -> None:
+    # A search keeps any child, not only the first: each one's continuation must find its KV.
+    base = Prompt.chat("What is 17 * 23? Solve step by step.").extend("Step 1: ")
+    children = await smollm.generate(GenerationRequest(prompt=base, n=4, max_tokens=12,
+                                                       temperature=1.0, seed=5))
+    nexts = await asyncio.gather(*(
+        smollm.generate(GenerationRequest(prompt=base.extend(c.text), n=1, max_tokens=4,
+                                          temperature=0.0))
+        for c in children.completions))
+    for child, nxt in zip(children.completions, nexts, strict=True):
+        assert nxt.cached_tokens >= nxt.prompt_tokens - 3, (child.text, nxt)
+
+
 async def test_more_samples_than_slots_do_not_deadlock(smollm: EmbeddedBackend) -> None:
     reqs = [GenerationRequest(prompt=Prompt.chat(f"Count to {i + 3}."), n=12, max_tokens=6,
                               temperature=0.8, seed=i) for i in range(3)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import threading
 import time
@@ -31,6 +32,7 @@ from testtime.backends.base import (
     join_completions,
     part_request,
 )
+from testtime.backends.slot_affinity import SlotAffinity
 from testtime.backends.threads import ENGINE_THREADS, cores
 from testtime.budget import CostModel, stopped_sink
 from testtime.chat import forced_call_format
@@ -61,6 +63,10 @@ class EmbeddedSettings(BackendSettings):
         "request goes to the idle slot whose cached tokens share the longest prefix with its "
         "prompt when that covers at least this share of it, else to the least recently used "
         "slot; 0 always takes the least recently used")
+    affinity: bool = Field(
+        default=True, description="send each call to the idle slot that holds the longest "
+        "prefix of its prompt (testtime's own record of what every slot holds); off leaves "
+        "the choice to llama.cpp (see similarity)")
     verbosity: int = Field(default=-1, description="llama.cpp log level; -1 keeps it quiet")
     cache: bool = Field(default=True, description="reuse cached prompt prefixes; off makes "
                         "samples independent of what the engine served before")
@@ -121,6 +127,14 @@ class ToolCallDeltas:
         """The calls, in index order."""
         return tuple(ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"] or "{}")
                      for _, c in sorted(self.calls.items()) if c["name"])
+
+
+def slot_text(prompt: Prompt) -> str:
+    """What a slot holds after serving ``prompt``, as text comparable by common prefix: the
+    conversation and its options, then the assistant prefix (a reply appends to it)."""
+    head = json.dumps([[m.to_openai() for m in prompt.messages], prompt.options.body()],
+                      sort_keys=True)
+    return head + "\x00" + prompt.prefix
 
 
 def engine_error(reply: Any) -> BackendError:
@@ -247,9 +261,15 @@ class EmbeddedBackend:
         self.threads: int | None = None
         self._start_lock = threading.Lock()
         self._gate = SlotGate(self.settings.slots)
+        self._affinity = SlotAffinity(self.settings.slots)
         ENGINE_THREADS.join(self, self.settings.threads)
         self._pool = ThreadPoolExecutor(max_workers=self.settings.slots + 2,
                                         thread_name_prefix="testtime-engine")
+
+    @property
+    def _pinned(self) -> bool:
+        """Whether calls are pinned to slots by affinity (it needs the prompt cache)."""
+        return self.settings.cache and self.settings.affinity
 
     def start(self) -> None:
         """Load the model (pulling its pack if needed). Idempotent and thread-safe."""
@@ -273,15 +293,21 @@ class EmbeddedBackend:
         Each call takes the samples that fit in the slots free at that moment; the next call
         waits for more slots while the earlier ones run. Sample ``i`` is always seeded with
         ``seed + i``, however the request was divided.
+
+        A request that continues an assistant prefix is a step of a search, and the caller may
+        continue any of its samples next. llama.cpp keeps only the first sample's cache of an
+        ``n > 1`` call (the others' slots are cleared when they finish), so with slot affinity
+        each such sample runs as its own call and keeps its slot's cache for its continuation.
         """
         loop = asyncio.get_running_loop()
         calls: list[asyncio.Task[Generation]] = []
+        per_call = 1 if req.prompt.prefix and self._pinned else req.n
         try:
             placed = 0
             while placed < req.n:
                 admitted: asyncio.Future[int] = loop.create_future()
                 call = asyncio.create_task(
-                    self._call(req, placed, req.n - placed, on_admit=admitted))
+                    self._call(req, placed, min(per_call, req.n - placed), on_admit=admitted))
                 calls.append(call)
                 waits: set[asyncio.Future[Any]] = {admitted, call}
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -377,6 +403,11 @@ class EmbeddedBackend:
         body["timings_per_token"] = True  # every chunk carries the engine's count so far
         if not self.settings.cache:
             body["cache_prompt"] = False
+        held = slot_text(req.prompt)
+        affinity = self._affinity
+        slot = affinity.take(held) if self._pinned else -1
+        if slot >= 0:
+            body["id_slot"] = slot
         texts: list[list[str]] = [[] for _ in range(n)]
         logprobs: list[list[float]] = [[] for _ in range(n)]
         tokens: list[list[str]] = [[] for _ in range(n)]
@@ -420,6 +451,8 @@ class EmbeddedBackend:
             reply = {} if cancel.is_set() else self._server.handle_chat_completions(body, on_chunk)
         finally:
             self._gate.release(n - len(finals))
+            reply0 = "".join(texts[0])
+            affinity.give_back(slot, held + reply0.removeprefix(req.prompt.prefix))
         if isinstance(reply, dict) and "error" in reply:
             errors.append(reply)
         if errors:
