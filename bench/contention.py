@@ -6,7 +6,9 @@ work on other problems of the same levels while a busy-looping process holds one
 with ``sched_setaffinity``). The last line is phase 2's generated tokens/s over phase 1's: with
 one of C cores taken, (C-1)/C is ideal (0.5 on 2 cores). llama.cpp's threads meet at a
 barrier after every operation, so a thread that shares its core with another process holds
-all the others up; spinning threads (a high ``poll``) make it worse.
+all the others up; spinning threads (a high ``poll``) make it worse. At its defaults the engine
+is governed: it notices the competitor within seconds and is rebuilt with fewer threads (the
+thread counts and rebuilds are printed per phase); ``threads=N`` fixes the count instead.
 
     python bench/contention.py --backend embedded:qwen2.5-coder-0.5b --problems 8
     python bench/contention.py --backend embedded:qwen2.5-coder-0.5b,poll=50  # the old default
@@ -51,7 +53,9 @@ async def phase(backend: object, spec: str, problems: list, label: str) -> float
                                        spec=spec, concurrency=len(problems))
     tokens = sum(r["usage"]["generated_tokens"] for r in records)
     errors = sum(1 for r in records if r.get("error"))
-    print(f"{label}: {tokens} tokens in {wall:.1f} s = {tokens / wall:.1f} tok/s"
+    print(f"{label}: {tokens} tokens in {wall:.1f} s = {tokens / wall:.1f} tok/s  "
+          f"(engine threads now {getattr(backend, 'threads', '?')}, "
+          f"rebuilds so far {getattr(backend, 'rebuilds', 0)})"
           f"{f'  ({errors} errors)' if errors else ''}", flush=True)
     return tokens / wall
 

@@ -61,7 +61,7 @@ def raw_request(backend: EmbeddedBackend, n: int, max_tokens: int, seed: int) ->
                     (chunk.get("timings") or {}).get("predicted_n", 0))
         return False
 
-    reply = backend._server.handle_chat_completions(body, on_chunk)
+    reply = backend._engine.server.handle_chat_completions(body, on_chunk)
     if errors or (isinstance(reply, dict) and "error" in reply):
         raise RuntimeError(f"engine error: {errors[:1] or reply}")
     return sum(predicted.values())
@@ -107,7 +107,7 @@ def natural_throughput(backend: EmbeddedBackend, problems: list[Problem], inflig
                         counts[worker] += 1
                 return time.monotonic() >= deadline
 
-            reply = backend._server.handle_chat_completions(body, on_chunk)
+            reply = backend._engine.server.handle_chat_completions(body, on_chunk)
             if isinstance(reply, dict) and "error" in reply:
                 errors.append(reply)
 

@@ -13,11 +13,13 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,8 +34,10 @@ from testtime.backends.base import (
     join_completions,
     part_request,
 )
+from testtime.backends.cpuload import ThreadGovernor, initial_threads
 from testtime.backends.slot_affinity import SlotAffinity
 from testtime.backends.threads import ENGINE_THREADS, cores
+from testtime.backends.threads import ENV as THREADS_ENV
 from testtime.budget import CostModel, stopped_sink
 from testtime.chat import forced_call_format
 from testtime.models import DEFAULT_MODEL, read_shape, resolve
@@ -188,6 +192,26 @@ def engine_params(settings: EmbeddedSettings, path: Path, threads: int | None = 
 
 
 
+def read_metrics(server: Any) -> dict[str, float]:
+    """An xllamacpp server's own counters, by name without the ``llamacpp:`` prefix."""
+    out: dict[str, float] = {}
+    for line in str(server.handle_metrics()).splitlines():
+        name, _, value = line.partition(" ")
+        if name.startswith("llamacpp:"):
+            with contextlib.suppress(ValueError):
+                out[name.removeprefix("llamacpp:")] = float(value)
+    return out
+
+
+@dataclass
+class Engine:
+    """One running llama.cpp engine: its server, what its slots hold, its calls in flight."""
+
+    server: Any
+    affinity: SlotAffinity
+    calls: int = 0
+
+
 class ChoiceParts(NamedTuple):
     """What a call's chunks brought, per choice: text pieces, logprobs, top logprobs, tokens,
     tool-call deltas and thinking."""
@@ -257,11 +281,16 @@ class EmbeddedBackend:
             max_parallel=self.settings.slots, streaming=True,
         )
         self.cost = CostModel()
-        self._server: Any = None
+        self._engine: Engine | None = None
+        self._draining: list[Engine] = []
+        self._drained: dict[str, float] = {}
+        self._path: Path | None = None
         self.threads: int | None = None
+        self.rebuilds = 0
+        self._governor: ThreadGovernor | None = None
         self._start_lock = threading.Lock()
+        self._lock = threading.Lock()
         self._gate = SlotGate(self.settings.slots)
-        self._affinity = SlotAffinity(self.settings.slots)
         ENGINE_THREADS.join(self, self.settings.threads)
         self._pool = ThreadPoolExecutor(max_workers=self.settings.slots + 2,
                                         thread_name_prefix="testtime-engine")
@@ -271,17 +300,57 @@ class EmbeddedBackend:
         """Whether calls are pinned to slots by affinity (it needs the prompt cache)."""
         return self.settings.cache and self.settings.affinity
 
+    @property
+    def governed(self) -> bool:
+        """Whether the thread count follows the load (no ``threads`` and no
+        ``$TESTTIME_ENGINE_THREADS`` chose it)."""
+        return self.settings.threads is None and not os.environ.get(THREADS_ENV, "").strip()
+
+    def thread_share(self) -> int:
+        """This engine's share of the process's engine threads on an idle machine."""
+        return ENGINE_THREADS.threads_for(self)
+
     def start(self) -> None:
-        """Load the model (pulling its pack if needed). Idempotent and thread-safe."""
+        """Load the model (pulling its pack if needed). Idempotent and thread-safe.
+
+        A governed engine starts with the threads that the load of the last half second
+        leaves free, and a governor re-sizes it while it runs.
+        """
         with self._start_lock:
-            if self._server is not None:
+            if self._engine is not None:
                 return
-            path = resolve(self.settings.model)
-            params = engine_params(self.settings, path, ENGINE_THREADS.threads_for(self))
-            self.threads = int(params.cpuparams.n_threads)
-            import xllamacpp
-            self.cost = CostModel(read_shape(path))
-            self._server = xllamacpp.Server(params)
+            self._path = resolve(self.settings.model)
+            self.cost = CostModel(read_shape(self._path))
+            share = self.thread_share()
+            self._engine = self._build(initial_threads(share) if self.governed else share)
+            if self.governed:
+                self._governor = ThreadGovernor(self)
+
+    def _build(self, threads: int) -> Engine:
+        import xllamacpp
+        assert self._path is not None
+        params = engine_params(self.settings, self._path, threads)
+        self.threads = int(params.cpuparams.n_threads)
+        return Engine(xllamacpp.Server(params), SlotAffinity(self.settings.slots))
+
+    def rethread(self, threads: int) -> None:
+        """Rebuild the engine with ``threads`` threads (xllamacpp cannot re-size a running
+        one): new calls go to the new engine while the old one finishes its calls."""
+        if self._engine is None or threads == self.threads:
+            return
+        fresh = self._build(threads)
+        with self._lock:
+            old, self._engine = self._engine, fresh
+            self.rebuilds += 1
+            self._draining.append(old)
+            self._retire_idle()
+
+    def _retire_idle(self) -> None:
+        """Fold the counters of drained engines into the totals and let them go."""
+        for engine in [e for e in self._draining if e.calls == 0]:
+            self._draining.remove(engine)
+            for name, value in read_metrics(engine.server).items():
+                self._drained[name] = self._drained.get(name, 0.0) + value
 
     async def ready(self) -> None:
         """Load the model in a worker thread."""
@@ -358,7 +427,7 @@ class EmbeddedBackend:
                     on_admit: asyncio.Future[int] | None = None,
                     on_text: Callable[[int, str], None] | None = None) -> Generation:
         """Samples ``offset ..`` of ``req``: as many of ``want`` as slots are free for."""
-        if self._server is None:
+        if self._engine is None:
             await self.ready()
         loop = asyncio.get_running_loop()
 
@@ -403,9 +472,12 @@ class EmbeddedBackend:
         body["timings_per_token"] = True  # every chunk carries the engine's count so far
         if not self.settings.cache:
             body["cache_prompt"] = False
+        with self._lock:
+            engine = self._engine
+            assert engine is not None
+            engine.calls += 1
         held = slot_text(req.prompt)
-        affinity = self._affinity
-        slot = affinity.take(held) if self._pinned else -1
+        slot = engine.affinity.take(held) if self._pinned else -1
         if slot >= 0:
             body["id_slot"] = slot
         texts: list[list[str]] = [[] for _ in range(n)]
@@ -448,11 +520,15 @@ class EmbeddedBackend:
             return cancel.is_set()
 
         try:
-            reply = {} if cancel.is_set() else self._server.handle_chat_completions(body, on_chunk)
+            reply = {} if cancel.is_set() else engine.server.handle_chat_completions(body,
+                                                                                   on_chunk)
         finally:
             self._gate.release(n - len(finals))
-            reply0 = "".join(texts[0])
-            affinity.give_back(slot, held + reply0.removeprefix(req.prompt.prefix))
+            engine.affinity.give_back(slot, held + "".join(texts[0]).removeprefix(
+                req.prompt.prefix))
+            with self._lock:
+                engine.calls -= 1
+                self._retire_idle()
         if isinstance(reply, dict) and "error" in reply:
             errors.append(reply)
         if errors:
@@ -502,18 +578,19 @@ class EmbeddedBackend:
         )
 
     def engine_metrics(self) -> dict[str, float]:
-        """llama.cpp's own counters (``tokens_predicted_total``, ``n_decode_total``, …)."""
-        if self._server is None:
-            return {}
-        out: dict[str, float] = {}
-        for line in str(self._server.handle_metrics()).splitlines():
-            name, _, value = line.partition(" ")
-            if name.startswith("llamacpp:"):
-                with contextlib.suppress(ValueError):
-                    out[name.removeprefix("llamacpp:")] = float(value)
+        """llama.cpp's own counters (``tokens_predicted_total``, ``n_decode_total``, …),
+        summed over every engine this backend has run (a re-sized engine is a new one)."""
+        with self._lock:
+            engines = [e for e in (self._engine, *self._draining) if e is not None]
+            out = dict(self._drained)
+            for engine in engines:
+                for name, value in read_metrics(engine.server).items():
+                    out[name] = out.get(name, 0.0) + value
         return out
 
     async def close(self) -> None:
         """Stop accepting work and free the thread pool (the model is freed with the object)."""
+        if self._governor is not None:
+            self._governor.stop()
         ENGINE_THREADS.leave(self)
         self._pool.shutdown(wait=False, cancel_futures=True)
