@@ -57,7 +57,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--levels", default="3+4+5")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pool-n", type=int, default=16, help="samples drawn per problem")
-    ap.add_argument("--max-tokens", type=int, default=384)
+    ap.add_argument("--max-tokens", type=int, default=320)
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--top-logprobs", type=int, default=5)
     ap.add_argument("--pool", type=Path, default=Path("runs/efficiency-pool.json"),
@@ -66,6 +66,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--methods", default=";".join(METHODS), help="';'-separated specs "
                     "(the first is the baseline the share is taken of)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--pool-only", action="store_true", help="draw the pool, compare nothing")
+    ap.add_argument("--cached", action="store_true",
+                    help="compare on the problems already in the pool, drawing no more")
     args = ap.parse_args(argv)
     args.methods = [m.strip() for m in args.methods.split(";") if m.strip()]
     return args
@@ -85,7 +88,7 @@ async def draw_pool(problems: list[Problem], engine: EmbeddedBackend,
         data = json.loads(args.pool.read_text())
         if data.get("key") == pool_key(args):
             cached = data["pools"]
-    missing = [p for p in problems if p.id not in cached]
+    missing = [] if args.cached else [p for p in problems if p.id not in cached]
     gate = asyncio.Semaphore(args.concurrency)
 
     async def one(p: Problem) -> None:
@@ -150,6 +153,9 @@ async def main(args: argparse.Namespace) -> float:
                              ctx=max(1024, args.max_tokens + 512), threads=args.threads)
     await engine.ready()
     pools = await draw_pool(problems, engine, args)
+    if args.pool_only:
+        return 0.0
+    problems = [p for p in problems if p.id in pools]
     rows: dict[str, dict[str, float]] = {}
     with Progress() as bar:
         for spec in args.methods:

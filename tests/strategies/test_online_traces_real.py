@@ -38,3 +38,21 @@ async def test_online_deepconf_stops_traces_and_bills_what_the_engine_counted(
     # trace decoded while its stop reached the engine.
     assert u.generated_tokens <= engine <= u.generated_tokens + u.stopped_traces
     assert u.calls == 8
+
+
+async def test_certainty_probe_probes_a_live_trace_and_bills_every_probe(
+        smollm: EmbeddedBackend) -> None:
+    before = smollm.engine_metrics()
+    ctx = Context(backend=smollm, seed=4)
+    spec = "certainty-probe:n=2,probe_every=12,k=2,max_tokens=96,temperature=0.7"
+    result = await make_strategy(spec).run(PROBLEM, ctx)
+    await asyncio.sleep(0.5)
+    after = smollm.engine_metrics()
+    u = result.usage
+    probes = result.extra["probes"]
+    assert probes >= 1 and u.calls == 2 + probes
+    traced = sum(c.completion.generated_tokens for c in result.candidates)
+    assert u.generated_tokens >= traced + probes  # every probe wrote at least one token
+    assert u.stopped_traces == result.extra["stopped"]
+    engine = after["tokens_predicted_total"] - before["tokens_predicted_total"]
+    assert u.generated_tokens <= engine <= u.generated_tokens + u.stopped_traces
