@@ -6,11 +6,19 @@ confidence (-mean top-k logprob) is known word by word.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from testtime.backends.scripted import ScriptedBackend
-from testtime.confidence import first_below, token_confidence, token_scores, trace_confidence
+from testtime.confidence import (
+    first_below,
+    token_confidence,
+    token_entropy,
+    token_scores,
+    trace_confidence,
+)
 from testtime.eval.replay import ReplayBackend
 from testtime.registry import SpecError
 from testtime.strategies import make_strategy
@@ -181,6 +189,8 @@ def test_trace_confidence_measures() -> None:
     assert trace_confidence(scores, "bottom", window=2, q=0.5) == pytest.approx((1.5 + 2.0) / 2)
     assert token_scores([-0.5], None) == [-0.5]
     assert token_scores([-0.5], [{"x": -0.5, "y": -1.5}], k=1) == [0.5]
+    assert token_entropy({"x": math.log(0.5), "y": math.log(0.5)}) == pytest.approx(math.log(2))
+    assert token_entropy({"x": 0.0}) == 0.0
 
 
 def test_deepconf_settings_are_checked() -> None:

@@ -80,10 +80,6 @@ class DeepConf(StrategySettings):
         return trace_confidence(token_scores(comp.logprobs, comp.top_logprobs),
                                 self.measure, self.window, self.q)
 
-    def group_scores(self, c: Candidate) -> list[float]:
-        """The token confidences the online stopping rule watches."""
-        return token_scores(c.completion.logprobs, c.completion.top_logprobs)
-
     def threshold(self, warm: Sequence[Candidate]) -> float:
         """The online stopping threshold: the (100 - eta)-th percentile of warm-up confidence."""
         return percentile([self.confidence(c) for c in warm], 100.0 - self.eta)
