@@ -361,11 +361,11 @@ class Ledger:
             return self.record(gen, verifier=plan.verifier, cut=cut, cost=cost)
 
     def record(self, gen: Generation, *, verifier: bool = False, cut: bool = False,
-               cost: CostModel | None = None) -> Usage:
+               stopped: bool = False, cost: CostModel | None = None) -> Usage:
         """Add one backend call to the ledger and return its own Usage.
 
         ``cut`` marks a call stopped before it finished; ``gen`` then holds what the engine
-        produced up to the stop.
+        produced up to the stop. ``stopped`` marks a cut trace its consumer stopped on purpose.
         """
         cost = cost or self.cost
         flops, traffic = cost.of_generation(gen)
@@ -382,6 +382,8 @@ class Ledger:
             verifier_seconds=gen.seconds if verifier else 0.0,
             verifier_flops=flops if verifier else 0.0,
             cut_calls=int(cut),
+            stopped_traces=int(cut and stopped) * len(gen.completions),
+            stopped_tokens=gen.generated_tokens if cut and stopped else 0,
             flops=flops,
             flops_known=cost.known,
             memory_bytes=traffic,

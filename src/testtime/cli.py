@@ -132,6 +132,8 @@ def _print_summary(s: RunSummary, out: Path | None) -> None:
          f"{u.verifier_generated_tokens:,})"),
         ("backend calls (verifier, cut short)",
          f"{u.calls:,} ({u.verifier_calls:,}, {u.cut_calls:,})"),
+        ("traces stopped early (their tokens)",
+         f"{u.stopped_traces:,} ({u.stopped_tokens:,})"),
         ("FLOPs", f"{u.flops:.3e}" if u.flops_known else f"unknown (at least {u.flops:.3e})"),
         ("wall seconds", f"{s.wall_seconds:.1f}"),
         ("generated tokens/s", f"{s.generated_per_second:.1f}"),

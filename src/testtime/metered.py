@@ -11,12 +11,12 @@ part way.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from testtime.backends.base import BackendError
 from testtime.budget import BudgetExhausted, Ledger, on_stopped
-from testtime.types import Generation, GenerationRequest, Prompt
+from testtime.types import Generation, GenerationRequest, Piece, Prompt
 
 
 def prompt_estimate(prompt: Prompt) -> int:
@@ -64,12 +64,15 @@ async def metered_generate(ledger: Ledger, backend: Any, req: GenerationRequest,
 
 
 async def metered_stream(ledger: Ledger, backend: Any, req: GenerationRequest, *,
-                         verifier: bool = False) -> AsyncGenerator[str | Generation, None]:
+                         verifier: bool = False,
+                         on_cut: Callable[[Generation], None] | None = None,
+                         ) -> AsyncGenerator[Piece | Generation, None]:
     """``backend.stream(req)`` planned and recorded like :func:`metered_generate`.
 
-    Yields the text pieces, then the Generation (recorded before it is yielded); only an
-    empty Generation when the budget refuses the call. A stream stopped part way (its
-    consumer cancelled or closed it) is recorded with the work the engine reported.
+    Yields the pieces, then the Generation (recorded before it is yielded); only an empty
+    Generation when the budget refuses the call. A stream stopped part way is recorded with
+    the work the engine reported, which ``on_cut`` also receives; one its consumer closed
+    (``aclose``) counts as a stopped trace, one cancelled or timed out only as a cut call.
     """
     try:
         plan = ledger.plan(req.n, req.max_tokens, prompt_estimate(req.prompt),
@@ -80,8 +83,12 @@ async def metered_stream(ledger: Ledger, backend: Any, req: GenerationRequest, *
     if (plan.n, plan.max_tokens) != (req.n, req.max_tokens):
         req = req.model_copy(update={"n": plan.n, "max_tokens": plan.max_tokens})
 
+    closed = False
+
     def stopped(gen: Generation) -> None:
-        ledger.record(gen, verifier=verifier, cut=True, cost=backend.cost)
+        ledger.record(gen, verifier=verifier, cut=True, stopped=closed, cost=backend.cost)
+        if on_cut is not None:
+            on_cut(gen)
 
     settled = False
     pieces = backend.stream(req)
@@ -97,7 +104,11 @@ async def metered_stream(ledger: Ledger, backend: Any, req: GenerationRequest, *
                 settled = True
                 yield item
                 return
-            yield item
+            try:
+                yield item
+            except GeneratorExit:
+                closed = True
+                raise
     finally:
         await pieces.aclose()
         if not settled:

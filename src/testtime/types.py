@@ -183,6 +183,16 @@ class Completion(Frozen):
                                   "of the text itself (llama.cpp's reasoning_content)")
 
 
+class Piece(Frozen):
+    """A piece of one completion as the engine streams it: its text and, when asked for,
+    the logprobs, top logprobs and text of the tokens it holds."""
+
+    text: str = ""
+    logprobs: tuple[float, ...] = ()
+    top_logprobs: tuple[dict[str, float], ...] = ()
+    tokens: tuple[str, ...] = ()
+
+
 class Generation(Frozen):
     """What one backend call returned: the completions and the call's token counts.
 
@@ -239,6 +249,9 @@ class Usage(Frozen):
     ``flops`` is then a lower bound. ``verifier_calls`` counts judge calls and reward-model
     passes, ``verifier_passes`` the passes alone. ``cut_calls`` counts calls stopped before
     they finished (cancelled, timed out, abandoned); their tokens up to the stop are included.
+    ``stopped_traces`` counts the streamed traces among them that their consumer stopped on
+    purpose (a strategy that lost confidence in a trace, a client that closed its stream) and
+    ``stopped_tokens`` the tokens those traces had generated (part of ``generated_tokens``).
     """
 
     prompt_tokens: int = 0
@@ -255,6 +268,8 @@ class Usage(Frozen):
     sandbox_seconds: float = 0.0
     verifier_flops: float = 0.0
     cut_calls: int = 0
+    stopped_traces: int = 0
+    stopped_tokens: int = 0
     seconds: float = 0.0
     flops: float = 0.0
     flops_known: bool = True

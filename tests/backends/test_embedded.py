@@ -10,7 +10,7 @@ import pytest
 from testtime.backends.embedded import EmbeddedBackend, SlotGate
 from testtime.budget import on_stopped
 from testtime.strategies.base import Context
-from testtime.types import Generation, GenerationRequest, Prompt
+from testtime.types import Generation, GenerationRequest, Piece, Prompt
 
 pytestmark = pytest.mark.model
 
@@ -118,8 +118,8 @@ async def test_stream_yields_pieces_then_generation(smollm: EmbeddedBackend) -> 
     final = None
     async for item in smollm.stream(GenerationRequest(prompt=PROMPT, max_tokens=12,
                                                       temperature=0.0)):
-        if isinstance(item, str):
-            pieces.append(item)
+        if isinstance(item, Piece):
+            pieces.append(item.text)
         else:
             final = item
     assert final is not None

@@ -14,7 +14,9 @@ import pytest
 from testtime.backends.base import BackendError
 from testtime.backends.llamacpp_server import free_port
 from testtime.backends.openai import OpenAIBackend
-from testtime.types import GenerationRequest, Prompt
+from testtime.strategies.base import Context
+from testtime.traces import Trace
+from testtime.types import GenerationRequest, Piece, Problem, Prompt
 
 PROMPT = Prompt.chat("What is 2+2?")
 Handler = Callable[[dict[str, Any]], httpx.Response]
@@ -235,4 +237,48 @@ async def test_llamacpp_requests_wait_until_all_their_samples_fit_in_free_slots(
                                   for n in (3, 3, 6, 2)))
     assert [len(g.completions) for g in gens] == [3, 3, 6, 2]
     assert peak == 4  # never more samples in flight than the server has slots
+    await backend.close()
+
+
+async def test_stream_yields_logprob_pieces_and_a_stopped_trace_is_billed_as_streamed() -> None:
+    sent: list[int] = []
+
+    async def events() -> Any:
+        for i in range(40):
+            sent.append(i)
+            chunk = {"choices": [{"index": 0, "delta": {"content": f" w{i}"}, "logprobs": {
+                "content": [{"token": f" w{i}", "logprob": -0.1,
+                             "top_logprobs": [{"token": f" w{i}", "logprob": -0.1},
+                                              {"token": "x", "logprob": -2.5}]}]}}],
+                     "timings": {"predicted_n": i + 1, "prompt_n": 7, "cache_n": 0}}
+            yield f"data: {json.dumps(chunk)}\n\n".encode()
+            await asyncio.sleep(0.01)
+        yield b"data: [DONE]\n\n"
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/models"):
+            return httpx.Response(200, json={"data": [{"id": "m", "owned_by": "llamacpp"}]})
+        if request.url.path == "/props":
+            return httpx.Response(404)
+        assert json.loads(request.content)["stream"] is True
+        return httpx.Response(200, content=events(),
+                              headers={"content-type": "text/event-stream"})
+
+    backend = OpenAIBackend(url="http://test/v1", transport=httpx.MockTransport(handler))
+    ctx = Context(backend=backend)
+
+    def watch(trace: Trace, piece: Piece) -> None:
+        assert piece.top_logprobs[0] == {piece.tokens[0]: -0.1, "x": -2.5}
+        if trace.n_tokens >= 3:
+            trace.stop()
+
+    traces = await ctx.traces(Problem(id="p", question="q"), 1, watch=watch, top_logprobs=2)
+    done = traces[0].candidate
+    assert done is not None and done.completion.finish_reason == "stopped"
+    assert done.text == " w0 w1 w2"
+    await asyncio.sleep(0.1)
+    assert len(sent) < 40  # the connection was closed: the server stopped streaming
+    u = ctx.ledger.close()
+    # billed what the server had counted when the stream was closed (its last timings)
+    assert u.stopped_traces == 1 and 3 <= u.generated_tokens == u.stopped_tokens <= len(sent)
     await backend.close()

@@ -138,3 +138,23 @@ def test_sweep_killed_with_sigkill_resumes_without_duplicates(tmp_path: Path) ->
     assert len(after) == 40
     assert all(after[k] == t for k, t in before.items()), "a finished row was rewritten"
     assert f'"skipped": {len(before)}' in done.stdout
+
+
+async def test_sweeps_record_stopped_traces_and_the_report_shows_them(tmp_path: Path) -> None:
+    from testtime.eval.curves import direct_point
+    from testtime.eval.report import markdown_table
+    from testtime.eval.stats import summarise_points
+
+    cfg = SweepConfig(tasks=[{"spec": "arith:level=1", "limit": 2}],
+                      strategies=["certainty-probe:n=2,probe_every=2,k=2", "single"],
+                      backends=["scripted:Step one. Step two. Step three. The answer is 4."],
+                      store=str(tmp_path / "s.db"))
+    with ResultStore(cfg.store) as store:
+        await run_sweep(cfg, store=store, progress=False)
+        records = store.records()
+    probe = [r for r in records if r["strategy"].startswith("certainty-probe")]
+    assert probe and all(r["usage"]["stopped_traces"] == 2 for r in probe)
+    assert all(r["usage"]["stopped_tokens"] == 8 for r in probe)  # probed at 2, then 4 words
+    table = markdown_table(summarise_points([direct_point(r) for r in records]))
+    assert "stopped traces (tok)" in table
+    assert "| 2.00 (8) |" in table and "| 0.00 (0) |" in table

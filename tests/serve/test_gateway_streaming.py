@@ -11,7 +11,7 @@ import pytest
 
 from testtime.backends.base import BackendError, Capabilities
 from testtime.backends.scripted import ScriptedBackend
-from testtime.types import Generation, GenerationRequest
+from testtime.types import Generation, GenerationRequest, Piece
 
 ASK = [{"role": "user", "content": "Count."}]
 
@@ -24,13 +24,13 @@ class StreamingScripted(ScriptedBackend):
         self.capabilities = Capabilities(max_n=64, streaming=True)
         self.fail_after = fail_after
 
-    async def stream(self, req: GenerationRequest) -> AsyncIterator[str | Generation]:
+    async def stream(self, req: GenerationRequest) -> AsyncIterator[Piece | Generation]:
         gen = await self.generate(req)
         for i, word in enumerate(gen.completions[0].text.split(" ")):
             if self.fail_after is not None and i == self.fail_after:
                 raise BackendError("engine died mid-stream")
             await asyncio.sleep(0.01)
-            yield word if i == 0 else " " + word
+            yield Piece(text=word if i == 0 else " " + word)
         yield gen
 
 

@@ -8,10 +8,10 @@ import pytest
 from verifier_helpers import PROBLEM, cand
 
 from testtime.backends.scripted import ScriptedBackend
+from testtime.confidence import window_means
 from testtime.registry import SpecError
 from testtime.strategies.base import Context, make_strategy
 from testtime.verifiers import VerifyContext, make_verifier
-from testtime.verifiers.confidence import window_means
 
 LPS = (-0.1, -0.1, -2.0, -2.0, -0.1, -0.3)
 

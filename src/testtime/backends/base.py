@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from testtime.budget import CostModel
 from testtime.registry import Registry, SpecError, describe, split_spec
-from testtime.types import Completion, Generation, GenerationRequest
+from testtime.types import Completion, Generation, GenerationRequest, Piece
 
 
 class BackendError(RuntimeError):
@@ -55,10 +55,12 @@ class Backend(Protocol):
 
 
 class StreamingBackend(Backend, Protocol):
-    """A backend that can also stream the text of a single completion as it is produced."""
+    """A backend that can also stream a single completion as it is produced."""
 
-    def stream(self, req: GenerationRequest) -> AsyncIterator[str | Generation]:
-        """Yield text pieces, then the finished Generation as the last item."""
+    def stream(self, req: GenerationRequest) -> AsyncIterator[Piece | Generation]:
+        """Yield pieces (text, token logprobs when asked for), then the finished Generation
+        as the last item; closing the stream early stops the engine and reports the work
+        done as stopped (see :func:`testtime.budget.stopped_sink`)."""
         ...
 
 

@@ -41,7 +41,7 @@ from testtime.backends.threads import ENV as THREADS_ENV
 from testtime.budget import CostModel, stopped_sink
 from testtime.chat import forced_call_format
 from testtime.models import DEFAULT_MODEL, read_shape, resolve
-from testtime.types import Completion, Generation, GenerationRequest, Prompt, ToolCall
+from testtime.types import Completion, Generation, GenerationRequest, Piece, Prompt, ToolCall
 
 STOP_GRACE = 5.0  # seconds a cancelled call waits for the engine to stop and count its work
 
@@ -397,35 +397,43 @@ class EmbeddedBackend:
             raise
         return parts[0] if len(parts) == 1 else join_completions(parts, "engine-timings")
 
-    async def stream(self, req: GenerationRequest) -> AsyncIterator[str | Generation]:
-        """Yield text pieces of a single completion as they come, then the Generation."""
+    async def stream(self, req: GenerationRequest) -> AsyncIterator[Piece | Generation]:
+        """Yield the pieces of a single completion as they come (text, and the tokens'
+        logprobs when asked for), then the Generation. Closing the stream stops the engine;
+        what it generated until then is reported as stopped work."""
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[str | Generation | BaseException] = asyncio.Queue()
+        queue: asyncio.Queue[Piece | Generation | BaseException] = asyncio.Queue()
 
-        def on_text(index: int, text: str) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, text)
+        def on_piece(index: int, piece: Piece) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, piece)
 
-        task = asyncio.ensure_future(self._call(req, 0, 1, on_text=on_text))
+        sink = stopped_sink()
+        task = asyncio.ensure_future(self._call(req, 0, 1, on_piece=on_piece))
         task.add_done_callback(
             lambda t: queue.put_nowait(t.exception() or t.result())
             if not t.cancelled() else None
         )
+        delivered = False
         try:
             while True:
                 item = await queue.get()
                 if isinstance(item, BaseException):
                     raise item
+                delivered = isinstance(item, Generation)
                 yield item
-                if isinstance(item, Generation):
+                if delivered:
                     return
         finally:
             if not task.done():
                 task.cancel()
                 await asyncio.wait({task}, timeout=STOP_GRACE)  # its stopped work is counted
+            elif not delivered and sink is not None and not task.cancelled() \
+                    and task.exception() is None:
+                sink(task.result())  # it finished as it was stopped: work done all the same
 
     async def _call(self, req: GenerationRequest, offset: int, want: int, *,
                     on_admit: asyncio.Future[int] | None = None,
-                    on_text: Callable[[int, str], None] | None = None) -> Generation:
+                    on_piece: Callable[[int, Piece], None] | None = None) -> Generation:
         """Samples ``offset ..`` of ``req``: as many of ``want`` as slots are free for."""
         if self._engine is None:
             await self.ready()
@@ -441,7 +449,7 @@ class EmbeddedBackend:
         cancel = threading.Event()
         sink = stopped_sink()
         fut = loop.run_in_executor(self._pool, self._blocking_call, req, offset, want, cancel,
-                                   admitted, on_text, sink)
+                                   admitted, on_piece, sink)
         fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # read, even if shed
         try:
             return await asyncio.shield(fut)
@@ -457,7 +465,7 @@ class EmbeddedBackend:
 
     def _blocking_call(self, req: GenerationRequest, offset: int, want: int,
                        cancel: threading.Event, admitted: Callable[[int], None],
-                       on_text: Callable[[int, str], None] | None,
+                       on_piece: Callable[[int, Piece], None] | None,
                        stopped: Callable[[Generation], None] | None = None) -> Generation:
         n = self._gate.acquire(want, cancel)
         admitted(n)
@@ -507,13 +515,16 @@ class EmbeddedBackend:
                 piece = delta.get("content")
                 if piece:
                     texts[i].append(piece)
-                    if on_text is not None:
-                        on_text(i, piece)
+                seen = len(logprobs[i])
                 for lp in (choice.get("logprobs") or {}).get("content") or ():
                     logprobs[i].append(float(lp["logprob"]))
                     tokens[i].append(str(lp.get("token", "")))
                     if req.top_logprobs:
                         tops[i].append(top_dict(lp.get("top_logprobs")))
+                if on_piece is not None and (piece or len(logprobs[i]) > seen):
+                    on_piece(i, Piece(text=piece or "", logprobs=tuple(logprobs[i][seen:]),
+                                      top_logprobs=tuple(tops[i][seen:]),
+                                      tokens=tuple(tokens[i][seen:])))
                 if choice.get("finish_reason") and i not in finals:
                     finals[i] = (choice["finish_reason"], chunk.get("timings") or {})
                     self._gate.release(1)

@@ -13,17 +13,22 @@ one choice, vLLM and OpenAI count all), so each choice is counted on its own:
 - other servers: token logprobs are requested with ``n > 1`` and each choice is counted from
   them, cross-checked against ``usage``.
 
+``stream`` streams one completion (``stream: true``) piece by piece with its tokens' logprobs,
+for online trace control; closing it closes the connection, so the server stops generating.
+
 ``Generation.counted_by`` records which source was used.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
 import time
 from collections import deque
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 import httpx
@@ -40,7 +45,7 @@ from testtime.backends.base import (
 )
 from testtime.backends.embedded import ToolCallDeltas, chat_request, top_dict
 from testtime.budget import CostModel, ModelShape, stopped_sink
-from testtime.types import Completion, Generation, GenerationRequest, ToolCall
+from testtime.types import Completion, Generation, GenerationRequest, Piece, ToolCall
 
 RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
 
@@ -171,7 +176,8 @@ class OpenAIBackend:
                                        for i in range(req.n)))
         return parts[0] if len(parts) == 1 else join_completions(list(parts), parts[0].counted_by)
 
-    def _body(self, req: GenerationRequest, n: int, model: str) -> tuple[str, dict[str, Any]]:
+    def _body(self, req: GenerationRequest, n: int, model: str,
+              stream: bool = False) -> tuple[str, dict[str, Any]]:
         want_logprobs = req.logprobs or (n > 1 and not self._streams(n))
         if self.settings.mode == "chat":
             body = chat_request(req.prompt, req.model_copy(update={"logprobs": want_logprobs}), n)
@@ -196,15 +202,51 @@ class OpenAIBackend:
         body["model"] = model
         if "repeat_penalty" in body and not self._llamacpp:
             body["repetition_penalty"] = body.pop("repeat_penalty")  # vLLM's and SGLang's name
-        if self._streams(n):
+        if stream or self._streams(n):
             body["stream"] = True
+            if stream and not self._llamacpp:
+                body["stream_options"] = {"include_usage": True}
             if self._llamacpp:
                 body["timings_per_token"] = True
         return path, body
 
-    async def _one(self, req: GenerationRequest, n: int) -> Generation:
+    async def stream(self, req: GenerationRequest) -> AsyncIterator[Piece | Generation]:
+        """Stream one completion (``stream: true``) piece by piece, then its Generation.
+
+        Closing the stream closes the connection, which makes the server stop generating;
+        what it had streamed (llama.cpp's per-token timings, else one token per chunk) is
+        reported as stopped work.
+        """
+        queue: asyncio.Queue[Piece | Generation | BaseException] = asyncio.Queue()
+        sink = stopped_sink()
+        task = asyncio.ensure_future(self._one(req.model_copy(update={"n": 1}), 1,
+                                               on_piece=queue.put_nowait))
+        task.add_done_callback(
+            lambda t: queue.put_nowait(t.exception() or t.result())
+            if not t.cancelled() else None)
+        delivered = False
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                delivered = isinstance(item, Generation)
+                yield item
+                if delivered:
+                    return
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait({task}, timeout=5.0)
+            elif not delivered and sink is not None and not task.cancelled() \
+                    and task.exception() is None:
+                sink(task.result())
+
+    async def _one(self, req: GenerationRequest, n: int,
+                   on_piece: Callable[[Piece], None] | None = None) -> Generation:
         model = await self.model_name()
-        path, body = self._body(req, n, model)
+        path, body = self._body(req, n, model, stream=on_piece is not None)
         started = time.monotonic()
         sink = stopped_sink()
         partial: dict[int, dict[str, Any]] = {}
@@ -213,7 +255,7 @@ class OpenAIBackend:
                 await self._slots.acquire(n)
             try:
                 data = await self._request("POST", path, body, stream=bool(body.get("stream")),
-                                           partial=partial)
+                                           partial=partial, on_piece=on_piece)
             except asyncio.CancelledError:
                 if sink is not None:
                     sink(stopped_generation(partial, bool(body.get("stream")),
@@ -287,7 +329,8 @@ class OpenAIBackend:
 
     async def _request(self, method: str, path: str, body: Any = None, *,
                        stream: bool = False,
-                       partial: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+                       partial: dict[int, dict[str, Any]] | None = None,
+                       on_piece: Callable[[Piece], None] | None = None) -> dict[str, Any]:
         """Send one request with retries and backoff; a streamed reply is assembled."""
         s = self.settings
         last: str = ""
@@ -298,7 +341,8 @@ class OpenAIBackend:
                     connected = True
                     if resp.status_code < 400:
                         if stream:
-                            return await _assemble(resp, {} if partial is None else partial)
+                            return await _assemble(resp, {} if partial is None else partial,
+                                                   on_piece)
                         return await _json(resp)
                     await resp.aread()
                     last = f"HTTP {resp.status_code}: {resp.text[:300]}"
@@ -362,13 +406,28 @@ async def _json(resp: httpx.Response) -> dict[str, Any]:
     return data
 
 
-async def _assemble(resp: httpx.Response,
-                    choices: dict[int, dict[str, Any]]) -> dict[str, Any]:
+def chunk_piece(c: dict[str, Any], piece: str) -> Piece:
+    """The Piece one streamed choice chunk brings: its text and its tokens' logprobs."""
+    lp = c.get("logprobs") or {}
+    if lp.get("content"):
+        entries = lp["content"]
+        return Piece(text=piece, logprobs=tuple(float(t["logprob"]) for t in entries),
+                     top_logprobs=tuple(top_dict(t.get("top_logprobs")) for t in entries),
+                     tokens=tuple(str(t.get("token", "")) for t in entries))
+    lps = lp.get("token_logprobs") or []
+    return Piece(text=piece, logprobs=tuple(float(x) for x in lps),
+                 top_logprobs=tuple(top_dict(t) for t in lp.get("top_logprobs") or []),
+                 tokens=tuple(str(t) for t in lp.get("tokens") or []))
+
+
+async def _assemble(resp: httpx.Response, choices: dict[int, dict[str, Any]],
+                    on_piece: Callable[[Piece], None] | None = None) -> dict[str, Any]:
     """Join a server-sent-events reply into the shape of a non-streamed one.
 
     Choices are built up in ``choices`` as chunks arrive, so a stream that is stopped still
     shows what came. Each choice keeps the ``timings`` of its latest chunk (llama.cpp's exact
-    per-choice counts) and how many chunks carried its text.
+    per-choice counts) and how many chunks carried its text. ``on_piece`` is handed each
+    chunk's text and token logprobs as it comes.
     """
     usage: dict[str, Any] = {}
     async for line in resp.aiter_lines():
@@ -404,6 +463,8 @@ async def _assemble(resp: httpx.Response,
             out["logprobs"]["token_logprobs"] += lp.get("token_logprobs") or []
             if chunk.get("timings"):
                 out["timings"] = chunk["timings"]
+            if on_piece is not None and (piece or lp):
+                on_piece(chunk_piece(c, piece))
             if c.get("finish_reason"):
                 out["finish_reason"] = c["finish_reason"]
     for out in choices.values():

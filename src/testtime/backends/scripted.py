@@ -4,7 +4,9 @@ A responder function maps (prompt, sample index, request) to text. Tokens are wh
 words, so counts are exact and predictable; stop strings and max_tokens are honoured like a
 real engine; a call cancelled during its ``delay`` reports the words it had reached; a prompt
 that shares a word prefix with one of the last 256 reports those words as cached, like a
-prefix cache.
+prefix cache. ``stream`` yields one piece per word; closing it reports the words it had reached.
+``token_tops(text, i)`` scripts the top logprobs of a completion's i-th word (its own logprob is
+the first entry), for both calls and streams.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ import itertools
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from pydantic import Field
 
 from testtime.backends.base import BackendSettings, Capabilities, backends
 from testtime.budget import CostModel, stopped_sink
-from testtime.types import Completion, Generation, GenerationRequest, Prompt
+from testtime.types import Completion, Generation, GenerationRequest, Piece, Prompt
 
 Responder = Callable[[Prompt, int, GenerationRequest], str]
 
@@ -57,7 +59,8 @@ class ScriptedBackend:
                  responder: Responder | None = None, max_n: int | None = None,
                  delay: float | Callable[[str], float] | None = None,
                  logprob: Callable[[str], float] | None = None,
-                 top_logprobs: Callable[[Prompt, str], dict[str, float]] | None = None) -> None:
+                 top_logprobs: Callable[[Prompt, str], dict[str, float]] | None = None,
+                 token_tops: Callable[[str, int], dict[str, float]] | None = None) -> None:
         self.settings = settings or ScriptedSettings()
         fixed = self.settings.text
         self.responder: Responder = responder or (lambda prompt, i, req: fixed)
@@ -69,6 +72,7 @@ class ScriptedBackend:
         self.delay = self.settings.delay if delay is None else delay
         self.logprob = logprob or (lambda text: -0.1)
         self.top_logprobs = top_logprobs
+        self.token_tops = token_tops
         self.requests: list[GenerationRequest] = []
         self.cancelled = 0
         self._seen: deque[list[str]] = deque(maxlen=256)
@@ -142,9 +146,35 @@ class ScriptedBackend:
         tops = None
         if req.top_logprobs and self.top_logprobs is not None:
             tops = (self.top_logprobs(req.prompt, text),) * max(n_tokens, 1)
+        if self.token_tops is not None and n_tokens:
+            scripted = tuple(self.token_tops(text, i) for i in range(n_tokens))
+            lps = tuple(next(iter(t.values())) for t in scripted) if req.logprobs else None
+            tops = scripted if req.top_logprobs else None
         tokens = tuple(text.split()) or ("",) if req.logprobs else None
         return Completion(text=text, finish_reason=reason, generated_tokens=n_tokens,
                           logprobs=lps, top_logprobs=tops, tokens=tokens)
+
+    async def stream(self, req: GenerationRequest) -> AsyncIterator[Piece | Generation]:
+        """Yield the one completion word by word (each word a token), then the Generation."""
+        gen = await self.generate(req.model_copy(update={"n": 1}))
+        sink = stopped_sink()
+        done = gen.completions[0]
+        words = re.findall(r"\s*\S+", done.text)
+        sent, delivered = 0, False
+        try:
+            for i, word in enumerate(words):
+                lps = (done.logprobs or ())[i:i + 1]
+                tops = (done.top_logprobs or ())[i:i + 1]
+                toks = (done.tokens or ())[i:i + 1]
+                await asyncio.sleep(0)
+                sent = i + 1
+                yield Piece(text=word, logprobs=lps, top_logprobs=tops, tokens=toks)
+            delivered = True
+            yield gen
+        finally:
+            if not delivered and sink is not None:
+                sink(self._stopped(list(gen.completions), gen.prompt_tokens, gen.cached_tokens,
+                                   sent))
 
     async def ready(self) -> None:
         """Always ready."""

@@ -43,6 +43,8 @@ class Point:
     flops: float = 0.0
     memory_bytes: float = 0.0
     seconds: float = 0.0
+    stopped_traces: float = 0.0
+    stopped_tokens: float = 0.0
     seed: int = 0
     backend: str = ""
     budget: str | None = None
@@ -68,7 +70,8 @@ def direct_point(rec: dict[str, Any]) -> Point:
                  prompt_tokens=u.get("prompt_tokens", 0), cached_tokens=u.get("cached_tokens", 0),
                  verifier_tokens=u.get("verifier_tokens", 0), calls=u.get("calls", 0),
                  flops=u.get("flops", 0.0), memory_bytes=u.get("memory_bytes", 0.0),
-                 seconds=u.get("seconds", 0.0), seed=int(rec.get("seed") or 0),
+                 seconds=u.get("seconds", 0.0), stopped_traces=u.get("stopped_traces", 0),
+                 stopped_tokens=u.get("stopped_tokens", 0), seed=int(rec.get("seed") or 0),
                  backend=rec.get("backend") or "", budget=rec.get("budget"))
 
 
@@ -173,7 +176,8 @@ def scaled(base: Point, k: int, n: int, rec: dict[str, Any]) -> Point:
     return replace(base, k=k, generated_tokens=gen * frac,
                    verifier_tokens=base.verifier_tokens * frac, flops=base.flops * work_frac,
                    memory_bytes=base.memory_bytes * work_frac, seconds=base.seconds * work_frac,
-                   derived=True)
+                   stopped_traces=base.stopped_traces * frac,
+                   stopped_tokens=base.stopped_tokens * frac, derived=True)
 
 
 def derived_points(records: Sequence[dict[str, Any]], ks: Sequence[int] | None = None,

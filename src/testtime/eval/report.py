@@ -25,13 +25,14 @@ def _ci(s: ConfigStats, m: str, fmt: str = "{:.3f}") -> str:
 def markdown_table(stats: Sequence[ConfigStats]) -> str:
     """One row per configuration: accuracy and compute with 95% bootstrap intervals."""
     head = ("| configuration | problems | accuracy [95% CI] | generated tok [95% CI] | prompt tok "
-            "| cached tok | verifier tok | FLOPs | memory bytes | seconds |")
-    lines = [head, "|" + "---|" * 10]
+            "| cached tok | verifier tok | stopped traces (tok) | FLOPs | memory bytes | seconds |")
+    lines = [head, "|" + "---|" * 11]
     for s in stats:
         lines.append(
             f"| {s.label} | {s.problems} | {_ci(s, 'correct')} | "
             f"{_ci(s, 'generated_tokens', '{:.0f}')} | {s.mean['prompt_tokens']:.0f} | "
             f"{s.mean['cached_tokens']:.0f} | {s.mean['verifier_tokens']:.0f} | "
+            f"{s.mean['stopped_traces']:.2f} ({s.mean['stopped_tokens']:.0f}) | "
             f"{s.mean['flops']:.3g} | {s.mean['memory_bytes']:.3g} | {s.mean['seconds']:.1f} |")
     return "\n".join(lines)
 

@@ -10,7 +10,7 @@ import numpy as np
 from testtime.eval.curves import Point
 
 METRICS = ("correct", "generated_tokens", "prompt_tokens", "cached_tokens", "verifier_tokens",
-           "calls", "flops", "memory_bytes", "seconds")
+           "calls", "flops", "memory_bytes", "seconds", "stopped_traces", "stopped_tokens")
 
 
 def bootstrap_ci(values: Sequence[float], *, reps: int = 1000, alpha: float = 0.05,

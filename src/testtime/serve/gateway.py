@@ -274,7 +274,8 @@ class Gateway:
                         answer = candidates[0].answer if candidates else None
                         yield ctx.result(problem, answer, candidates)
                         return
-                    yield item
+                    if item.text:
+                        yield item.text
             finally:
                 await stream.aclose()
 

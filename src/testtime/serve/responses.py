@@ -35,6 +35,8 @@ def usage_body(usage: Usage, samples: int) -> dict[str, Any]:
             "verifier_calls": usage.verifier_calls,
             "verifier_passes": usage.verifier_passes,
             "cut_calls": usage.cut_calls,
+            "stopped_traces": usage.stopped_traces,
+            "stopped_tokens": usage.stopped_tokens,
             "seconds": round(usage.seconds, 4),
             "flops": usage.flops if usage.flops_known else None,
             "verifier_flops": usage.verifier_flops if usage.flops_known else None,

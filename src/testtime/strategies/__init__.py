@@ -11,6 +11,8 @@ from testtime.strategies.base import (
 from testtime.strategies.beam import BeamSearch, LookaheadSearch
 from testtime.strategies.best_of_n import BestOfN
 from testtime.strategies.budget_forcing import BudgetForcing
+from testtime.strategies.certainty_probe import CertaintyProbe
+from testtime.strategies.deepconf import DeepConf
 from testtime.strategies.dvts import DVTS
 from testtime.strategies.early_stop import EarlyStop
 from testtime.strategies.first_finish import FirstFinish
@@ -30,7 +32,9 @@ __all__ = [
     "BeamSearch",
     "BestOfN",
     "BudgetForcing",
+    "CertaintyProbe",
     "Context",
+    "DeepConf",
     "EarlyStop",
     "FirstFinish",
     "LookaheadSearch",

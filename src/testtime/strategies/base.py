@@ -6,6 +6,7 @@ verifier calls) lives in the Context, once, so each strategy file holds only its
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 from collections.abc import Callable, Sequence
@@ -15,12 +16,13 @@ from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from testtime.answers import extract_answer
-from testtime.backends.base import Backend
+from testtime.backends.base import Backend, part_request
 from testtime.budget import Budget, Ledger
 from testtime.chat import canonical_calls, parse_tool_calls, split_reasoning
 from testtime.code.extract import extract_code
 from testtime.metered import metered_generate
 from testtime.registry import Nested, Registry, build
+from testtime.traces import Trace, Watcher, run_trace
 from testtime.types import (
     Candidate,
     Generation,
@@ -114,19 +116,57 @@ class Context:
 
     async def sample(self, prompt: Problem | Prompt, n: int, *, temperature: float = 0.8,
                      max_tokens: int = 512, stop: Sequence[str] = (),
-                     logprobs: bool | None = None) -> list[Candidate]:
+                     logprobs: bool | None = None, top_logprobs: int = 0) -> list[Candidate]:
         """Sample ``n`` full or continued solutions and extract their answers."""
         p = prompt.prompt() if isinstance(prompt, Problem) else prompt
         want_lp = logprobs if logprobs is not None else bool(
             self.verifier is not None and self.verifier.needs_logprobs)
         req = GenerationRequest(prompt=p, n=n, temperature=temperature, max_tokens=max_tokens,
-                                stop=tuple(stop), logprobs=want_lp)
+                                stop=tuple(stop), logprobs=want_lp or top_logprobs > 0,
+                                top_logprobs=top_logprobs)
         gen = await self.generate(req)
         kind = prompt.kind if isinstance(prompt, Problem) else "math"
         out = [self.candidate(p, c, kind) for c in gen.completions]
         if self.on_sample is not None and out:
             self.on_sample(out)
         return out
+
+    async def traces(self, prompt: Problem | Prompt, n: int, *, watch: Watcher | None = None,
+                     temperature: float = 0.8, max_tokens: int = 512, stop: Sequence[str] = (),
+                     top_logprobs: int = 0) -> list[Trace]:
+        """Run ``n`` samples as streams under ``watch`` (online trace control).
+
+        ``watch(trace, piece)`` (sync or async) is called after every piece a trace streams
+        and may call ``stop()`` on any trace; a stopped trace's engine work ends there and is
+        billed exactly, as a stopped trace (see :mod:`testtime.traces`). Sample ``i`` is seeded
+        like the ``i``-th sample of one ``n``-sample call. Each trace's ``candidate`` holds
+        its solution (finish reason ``stopped`` when it was stopped); it is None for a trace
+        the budget refused.
+        """
+        p = prompt.prompt() if isinstance(prompt, Problem) else prompt
+        kind = prompt.kind if isinstance(prompt, Problem) else "math"
+        req = self.prepare(GenerationRequest(
+            prompt=p, n=1, temperature=temperature, max_tokens=max_tokens, stop=tuple(stop),
+            logprobs=True, top_logprobs=top_logprobs))
+        traces = [Trace(index=i) for i in range(n)]
+        deadline = asyncio.timeout(self.ledger.seconds_left())
+        try:
+            async with deadline:
+                done = await asyncio.gather(*(
+                    run_trace(self.ledger, self.backend, part_request(req, i, 1), t, watch)
+                    for i, t in enumerate(traces)))
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            self.ledger.meet("seconds")
+            return traces
+        for trace, completion in zip(traces, done, strict=True):
+            if completion is not None:
+                trace.candidate = self.candidate(p, completion, kind)
+        got = [t.candidate for t in traces if t.candidate is not None]
+        if self.on_sample is not None and got:
+            self.on_sample(got)
+        return traces
 
     @staticmethod
     def candidate(prompt: Prompt, completion: Any, kind: str = "math") -> Candidate:

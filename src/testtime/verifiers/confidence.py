@@ -1,26 +1,17 @@
-"""The model's own confidence from token logprobs: mean, lowest window (DeepConf), tail."""
+"""The model's own confidence from token logprobs: mean, lowest window (DeepConf), bottom
+share of windows, tail; the measures themselves live in :mod:`testtime.confidence`."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from pydantic import Field
 
+from testtime.confidence import Measure, trace_confidence
 from testtime.types import Candidate, Problem, Score
 from testtime.verifiers.base import VerifierSettings, VerifyContext, verifiers
-
-
-def window_means(logprobs: Sequence[float], window: int) -> list[float]:
-    """Mean logprob of every sliding window of ``window`` tokens (one window if shorter)."""
-    w = min(window, len(logprobs))
-    acc = sum(logprobs[:w])
-    out = [acc / w]
-    for i in range(w, len(logprobs)):
-        acc += logprobs[i] - logprobs[i - w]
-        out.append(acc / w)
-    return out
 
 
 @verifiers.register("confidence")
@@ -29,14 +20,17 @@ class ConfidenceVerifier(VerifierSettings):
 
     ``mode=mean`` is the geometric-mean token probability; ``mode=lowest-window`` is the
     lowest mean over sliding windows of ``window`` tokens (DeepConf's lowest group confidence,
-    Fu et al., 2025); ``mode=tail`` uses the last ``window`` tokens only. No extra model and no
-    extra calls. Candidates without logprobs score 0.5, i.e. no information.
+    Fu et al., 2025); ``mode=bottom`` the mean of the lowest ``q`` share of those windows;
+    ``mode=tail`` uses the last ``window`` tokens only. No extra model and no extra calls.
+    Candidates without logprobs score 0.5, i.e. no information.
     """
 
     needs_logprobs: ClassVar[bool] = True
 
-    mode: Literal["mean", "lowest-window", "tail"] = "mean"
+    mode: Measure = "mean"
     window: int = Field(default=32, ge=1, le=100_000)
+    q: float = Field(default=0.1, gt=0.0, le=1.0,
+                     description="share of lowest windows averaged by mode=bottom")
 
     async def score(self, problem: Problem, candidates: Sequence[Candidate],
                     ctx: VerifyContext) -> list[Score]:
@@ -48,11 +42,5 @@ class ConfidenceVerifier(VerifierSettings):
         lps = c.completion.logprobs
         if not lps:
             return Score(value=0.5, detail="no logprobs")
-        if self.mode == "mean":
-            m = sum(lps) / len(lps)
-        elif self.mode == "tail":
-            tail = lps[-self.window:]
-            m = sum(tail) / len(tail)
-        else:
-            m = min(window_means(lps, self.window))
+        m = trace_confidence(lps, self.mode, self.window, self.q)
         return Score(value=math.exp(m), detail=f"{self.mode} logprob {m:.3f}")

@@ -1,0 +1,58 @@
+"""Online trace control on the real SmolLM2-135M: deepconf stops traces, billed as counted."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from testtime.backends.embedded import EmbeddedBackend
+from testtime.strategies import make_strategy
+from testtime.strategies.base import Context
+from testtime.types import Problem
+
+pytestmark = pytest.mark.model
+
+PROBLEM = Problem(id="q", question="What is 17*23? Reason step by step, then reply "
+                                   "'The answer is N.'")
+
+
+async def test_online_deepconf_stops_traces_and_bills_what_the_engine_counted(
+        smollm: EmbeddedBackend) -> None:
+    before = smollm.engine_metrics()
+    ctx = Context(backend=smollm, seed=2)
+    spec = ("deepconf:n=8,warmup=4,batch=4,eta=10,window=8,consensus=1.0,max_tokens=96,"
+            "temperature=1.0")
+    result = await make_strategy(spec).run(PROBLEM, ctx)
+    await asyncio.sleep(0.5)
+    after = smollm.engine_metrics()
+    u = result.usage
+    stopped = [c for c in result.candidates if c.completion.finish_reason == "stopped"]
+    assert stopped and u.stopped_traces == len(stopped) == result.extra["stopped"]
+    assert all(c.completion.generated_tokens < 96 for c in stopped)  # before their end
+    # Usage is the engine's per-trace count (timings.predicted_n), stopped traces included
+    assert u.generated_tokens == sum(c.completion.generated_tokens for c in result.candidates)
+    assert u.stopped_tokens == sum(c.completion.generated_tokens for c in stopped)
+    engine = after["tokens_predicted_total"] - before["tokens_predicted_total"]
+    # llama.cpp's own counter: what was reported, plus at most the one token each stopped
+    # trace decoded while its stop reached the engine.
+    assert u.generated_tokens <= engine <= u.generated_tokens + u.stopped_traces
+    assert u.calls == 8
+
+
+async def test_certainty_probe_probes_a_live_trace_and_bills_every_probe(
+        smollm: EmbeddedBackend) -> None:
+    before = smollm.engine_metrics()
+    ctx = Context(backend=smollm, seed=4)
+    spec = "certainty-probe:n=2,probe_every=12,k=2,max_tokens=96,temperature=0.7"
+    result = await make_strategy(spec).run(PROBLEM, ctx)
+    await asyncio.sleep(0.5)
+    after = smollm.engine_metrics()
+    u = result.usage
+    probes = result.extra["probes"]
+    assert probes >= 1 and u.calls == 2 + probes
+    traced = sum(c.completion.generated_tokens for c in result.candidates)
+    assert u.generated_tokens >= traced + probes  # every probe wrote at least one token
+    assert u.stopped_traces == result.extra["stopped"]
+    engine = after["tokens_predicted_total"] - before["tokens_predicted_total"]
+    assert u.generated_tokens <= engine <= u.generated_tokens + u.stopped_traces
