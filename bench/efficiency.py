@@ -44,7 +44,7 @@ METHODS = (
     "deepconf:mode=online,n=16,warmup=4,batch=4,eta=90",
     "deepconf:mode=online,n=16,warmup=4,batch=4,eta=10",
     "certainty-probe:n=1,probe_every=16,k=3",
-    "certainty-probe:n=4,probe_every=16,k=3",
+    "certainty-probe:n=4,probe_every=32,k=2",
 )
 
 
