@@ -10,11 +10,13 @@ watcher token by token: decisions are the same, but every token was generated an
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from testtime.backends.base import part_request
 from testtime.budget import Ledger
 from testtime.metered import metered_generate, metered_stream
 from testtime.types import Candidate, Completion, Generation, GenerationRequest, Piece
@@ -110,3 +112,20 @@ async def _replayed(ledger: Ledger, backend: Any, req: GenerationRequest, trace:
         if trace.stopped:
             return _stopped(trace, req, done.generated_tokens)
     return done
+
+
+async def run_traces(ledger: Ledger, backend: Any, req: GenerationRequest,
+                     traces: list[Trace], watch: Watcher | None) -> list[Completion | None]:
+    """Run ``traces`` concurrently, trace ``i`` as sample ``i`` of ``req``.
+
+    When one fails (or the caller is cancelled), the others are stopped, their work is
+    billed, and the error is raised.
+    """
+    tasks = [asyncio.ensure_future(run_trace(ledger, backend, part_request(req, t.index, 1), t,
+                                             watch)) for t in traces]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 
+from testtime.backends.base import BackendError
 from testtime.backends.scripted import ScriptedBackend
 from testtime.confidence import (
     first_below,
@@ -198,3 +199,18 @@ def test_deepconf_settings_are_checked() -> None:
         make_strategy("deepconf:n=4,warmup=8")
     with pytest.raises(SpecError):
         make_strategy("deepconf:measure=median")
+
+
+async def test_a_failing_trace_stops_the_others_and_raises() -> None:
+    calls = iter(range(100))
+
+    def respond(p: Prompt, i: int, r: GenerationRequest) -> str:
+        if next(calls) == 1:
+            raise BackendError("engine died")
+        return words(50)
+
+    ctx = Context(backend=ScriptedBackend(responder=respond))
+    with pytest.raises(BackendError, match="engine died"):
+        await ctx.traces(PROBLEM, 2)
+    u = ctx.ledger.close()
+    assert u.cut_calls == 1 and 0 < u.generated_tokens < 54 and u.stopped_traces == 0

@@ -16,13 +16,13 @@ from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from testtime.answers import extract_answer
-from testtime.backends.base import Backend, part_request
+from testtime.backends.base import Backend
 from testtime.budget import Budget, Ledger
 from testtime.chat import canonical_calls, parse_tool_calls, split_reasoning
 from testtime.code.extract import extract_code
 from testtime.metered import metered_generate
 from testtime.registry import Nested, Registry, build
-from testtime.traces import Trace, Watcher, run_trace
+from testtime.traces import Trace, Watcher, run_traces
 from testtime.types import (
     Candidate,
     Generation,
@@ -152,9 +152,7 @@ class Context:
         deadline = asyncio.timeout(self.ledger.seconds_left())
         try:
             async with deadline:
-                done = await asyncio.gather(*(
-                    run_trace(self.ledger, self.backend, part_request(req, i, 1), t, watch)
-                    for i, t in enumerate(traces)))
+                done = await run_traces(self.ledger, self.backend, req, traces, watch)
         except TimeoutError:
             if not deadline.expired():
                 raise
