@@ -65,6 +65,8 @@ def test_report_tables_have_one_row_per_configuration_and_images_load(
     assert len(winners[0]) == policy.bins + 1
     held = tables[-1]
     assert {"adaptive@323", "adaptive@1293", "majority@16"} <= {row[0] for row in held[1:]}
+    assert [r[0] for r in held if r[0].startswith("adaptive@")] == [
+        "adaptive@323", "adaptive@646", "adaptive@1293"], "budgets in numeric order"
     width = browser.execute_script("return document.documentElement.scrollWidth;")
     assert width <= 1400, "the page does not scroll sideways"
     images = browser.execute_script(IMAGES)

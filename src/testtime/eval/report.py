@@ -14,7 +14,7 @@ from testtime.eval.difficulty import pass_rates, quantile_bins
 from testtime.eval.plots import accuracy_figure, difficulty_figure
 from testtime.eval.policy import fit_policy, simulate
 from testtime.eval.stats import METRICS, ConfigStats, summarise_points
-from testtime.strategies.adaptive import Policy
+from testtime.strategies.adaptive import Choice, Policy
 
 
 def _ci(s: ConfigStats, m: str, fmt: str = "{:.3f}") -> str:
@@ -62,8 +62,8 @@ def compare_adaptive(records: Sequence[dict[str, Any]], points: Sequence[Point],
     full = max(sc, key=lambda s: s.k)
     bon = [s for s in stats if s.family == "best-of" and s.k == full.k]
     comp = AdaptiveComparison(policy, stats)
-    for s in sorted((s for s in stats if s.family == "adaptive"),
-                    key=lambda s: s.mean["generated_tokens"]):
+    stats.sort(key=lambda s: (s.family, _budget_of(s), s.k, s.config))
+    for s in (s for s in stats if s.family == "adaptive"):
         matched = min(sc, key=lambda m: abs(m.mean["generated_tokens"]
                                             - s.mean["generated_tokens"]))
         comp.rows.append({
@@ -91,6 +91,10 @@ def compare_adaptive(records: Sequence[dict[str, Any]], points: Sequence[Point],
     return comp
 
 
+def _budget_of(s: ConfigStats) -> float:
+    return float(s.config.split("@")[1]) if s.family == "adaptive" else 0.0
+
+
 def adaptive_markdown(comp: AdaptiveComparison) -> str:
     """Table of adaptive rows against matched-compute and full self-consistency, best-of-N."""
     lines = ["| adaptive budget | choices per bin (easy→hard) | accuracy [95% CI] | gen tok | "
@@ -108,18 +112,26 @@ def adaptive_markdown(comp: AdaptiveComparison) -> str:
 
 
 def winners_markdown(policy: Policy) -> str:
-    """Per budget (numeric order) the configuration each bin runs, and its family."""
+    """Per budget (numeric order) the configuration each bin runs, and its family; budgets
+    with the same choices share a row."""
     head = " | ".join(f"bin {b}{' (easiest)' if b == 1 else ''}"
                       f"{' (hardest)' if b == policy.bins and b > 1 else ''}"
                       for b in range(1, policy.bins + 1))
     lines = [f"| budget ({policy.unit}) | {head} |", "|" + "---|" * (policy.bins + 1)]
+    runs: list[tuple[list[str], list[Choice]]] = []
     for budget, row in policy.budgets.items():
+        if runs and runs[-1][1] == row:
+            runs[-1][0].append(budget)
+        else:
+            runs.append(([budget], row))
+    for budgets, row in runs:
         cells = []
         for b, c in enumerate(row, start=1):
             acc = policy.table.get(str(b), {}).get(c.label)
             measured = f" (acc {acc[0]:.2f}, cost {acc[1]:.4g})" if acc else ""
             cells.append(f"**{c.family}**: {_cell(c.label)}{measured}")
-        lines.append(f"| {budget} | {' | '.join(cells)} |")
+        span = budgets[0] if len(budgets) == 1 else f"{budgets[0]} to {budgets[-1]}"
+        lines.append(f"| {span} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 
