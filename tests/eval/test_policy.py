@@ -198,3 +198,23 @@ def test_bad_policy_files_are_clear_errors(tmp_path: Path) -> None:
         "10": [{"family": "majority", "k": 2}]}}))
     with pytest.raises(PolicyError, match="one choice per bin"):
         load_policy(str(short))
+
+
+async def test_any_chosen_strategy_reuses_the_probe_when_it_samples_the_same_prompt(
+        tmp_path: Path) -> None:
+    """early-stop's first batch starts with the probe's two samples; beam starts fresh."""
+    def c(spec: str) -> Choice:
+        return Choice(spec=spec)
+
+    path = tmp_path / "p.json"
+    Policy(probe_k=2, edges=[0.75], temperature=0.8, max_tokens=4,
+           budgets={"100": [c("early-stop:max_n=8,batch=4,max_tokens=4"),
+                            c("revision:rounds=1,max_tokens=4")]}).save(path)
+    strategy = make_strategy(f"adaptive:policy={path},budget=100")
+    backend = scripted(["4", "3"])
+    res = await solve(Problem(id="e", question="easy", reference="5"), strategy, backend)
+    assert res.extra["choice"].startswith("early-stop") and res.answer == "5"
+    assert len(res.candidates) == 4 and res.usage.calls == 2, "2 probe + 2 drawn in one call"
+    res = await solve(Problem(id="h", question="hard", reference="4"), strategy, backend)
+    assert res.extra["choice"].startswith("revision") and res.extra["predicted_bin"] == 2
+    assert res.usage.generated_tokens == 3 * 4, "probe 2 (one reused as first attempt) + 1"

@@ -110,20 +110,6 @@ def test_bad_or_disallowed_policies_fail_at_startup(tmp_path: Path) -> None:
                                allowed_strategies=["single"]), scripted())
 
 
-def test_shipped_policy_serves_auto_unless_adaptive_is_disallowed(serve: Any) -> None:
-    from testtime.strategies.adaptive import shipped_policies
-
-    assert "qwen2.5-coder-0.5b" in shipped_policies()
-    with serve(ScriptedBackend(), model_name="qwen2.5-coder-0.5b") as gw:
-        assert gw.app.state.gateway.router.auto == "qwen2.5-coder-0.5b"
-    with serve(ScriptedBackend(), model_name="qwen2.5-coder-0.5b",
-               allowed_strategies=["single"]) as gw:
-        assert gw.app.state.gateway.router.auto is None
-        r = gw.post("/v1/chat/completions", {"model": "auto@qwen2.5-coder-0.5b", "messages": [
-            {"role": "user", "content": "easy"}]})
-        assert r.status_code == 404
-
-
 @pytest.mark.model
 @pytest.mark.slow
 def test_auto_on_the_real_model_spends_more_on_the_hard_problem(serve: Any, qwen05: Backend,

@@ -88,7 +88,10 @@ def whole_answers(strategy: Any) -> bool:
     its policy may choose)."""
     name = getattr(strategy, "registered_name", "")
     if name == "adaptive":
-        policy = load_policy(strategy.policy)
+        try:
+            policy = load_policy(strategy.policy)
+        except PolicyError:
+            return False  # running it reports the policy error (a 400)
         return all(c.name in WHOLE_ANSWERS for row in policy.budgets.values() for c in row)
     return name in WHOLE_ANSWERS
 
