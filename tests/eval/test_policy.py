@@ -110,7 +110,8 @@ def test_report_html_has_one_row_per_configuration_and_budgets_in_numeric_order(
 def test_report_says_when_the_probe_found_no_cut() -> None:
     from testtime.eval.report import describe_bins
     one = Policy(probe_k=2, edges=[], budgets={"10": [Choice(spec="self-consistency:n=2")]})
-    assert describe_bins(one).startswith("one bin") and "no cut was fitted" in describe_bins(one)
+    text = describe_bins(one)
+    assert text.startswith("one probe bin") and "no cut was fitted" in text
     three = one.model_copy(update={"edges": [0.875, 0.625]})
     text = describe_bins(three)
     assert text.startswith("3 bins cut at 0.875, 0.625: bin 1 (easiest) agreement of the first "

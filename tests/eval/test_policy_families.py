@@ -95,3 +95,26 @@ def test_budgets_in_flops_or_seconds_and_verifier_tokens_count() -> None:
     by_seconds = fit_policy(synthetic_records(), probe_k=3, bins=3, unit="seconds",
                             budgets=[30])
     assert by_seconds.unit == "seconds" and by_seconds.budgets["30"][2].family == "beam"
+
+
+def test_a_prompt_feature_splits_what_the_probe_cannot_tell_apart() -> None:
+    """Every probe agrees, but long questions are confidently wrong and need beam search."""
+    recs = []
+    for i in range(40):
+        long = i % 2 == 1
+        pid = f"{'long' if long else 'short'}-{i}"
+        answer = "6" if long else "5"
+        cands = [{"answer": answer, "correct": not long, "generated_tokens": PER_SAMPLE,
+                  "score": 0.9} for _ in range(8)]
+        question = "What is " + ("(1 + 2) * 3 - 4 * 5 + 6" * 4 if long else "1 + 4") + "?"
+        for rec in (_record(pid, POOL, not long, cands, PER_SAMPLE * 8),
+                    _record(pid, BEAM, True, [{"answer": "5", "correct": True,
+                                               "generated_tokens": 300, "score": 0.9}], 300)):
+            recs.append({**rec, "question": question})
+    plain = fit_policy(recs, probe_k=2, bins=3, budgets=[300])
+    assert plain.bins == 1 and plain.feature is None
+    split = fit_policy(recs, probe_k=2, bins=3, budgets=[300], feature="prompt_chars")
+    assert split.bins == 2 and split.feature_cut is not None
+    assert [c.label for c in split.budgets["300"]] == ["majority@2", BEAM]
+    held = simulate(split, recs, split.heldout, "300")
+    assert np.mean([p.correct for p in held]) == 1.0

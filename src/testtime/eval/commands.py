@@ -139,6 +139,8 @@ def fit_policy_cmd(
                                            help="share of problems held out from fitting")]
     = 0.5,
     seed: Annotated[int, typer.Option(help="split seed")] = 0,
+    prompt_length: Annotated[bool, typer.Option(
+        help="also split every bin by question length (a cheap prompt feature)")] = False,
 ) -> None:
     """Fit, per difficulty bin and budget, the best configuration of every strategy the sweep
     ran (sampling at each k, early-stop, beam, revision, ...); write policy JSON."""
@@ -160,7 +162,9 @@ def fit_policy_cmd(
         policy = fit_policy(records, probe_k=probe_k, bins=bins,
                             statistic="score" if statistic == "score" else "agreement",
                             budgets=levels, unit=unit,  # type: ignore[arg-type]
-                            holdout=holdout, seed=seed, source=str(store))
+                            holdout=holdout, seed=seed,
+                            feature="prompt_chars" if prompt_length else None,
+                            source=str(store))
         policy.save(out)
     except USER_ERRORS as exc:
         fail(str(exc))

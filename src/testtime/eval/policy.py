@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -49,6 +49,11 @@ class Instance:
     pool: Pool
     statistic: float
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def chars(self) -> int:
+        """Length of the question, the cheap prompt feature."""
+        return len(self.record.get("question") or "")
 
 
 def unit_cost(usage: dict[str, float], unit: Unit) -> float:
@@ -160,8 +165,12 @@ def allocate(table: dict[int, dict[Choice, tuple[float, float]]], weights: dict[
 def fit_policy(records: Sequence[dict[str, Any]], *, probe_k: int = 2, bins: int = 3,
                statistic: Statistic = "agreement", budgets: Sequence[float] | None = None,
                unit: Unit = "tokens", holdout: float = 0.5, seed: int = 0,
-               source: str = "") -> Policy:
-    """Fit a Policy on the training split of a sweep's records, across strategy families."""
+               feature: Literal["prompt_chars"] | None = None, source: str = "") -> Policy:
+    """Fit a Policy on the training split of a sweep's records, across strategy families.
+
+    With ``feature="prompt_chars"`` every probe bin is split at the training problems' median
+    question length (when they differ).
+    """
     pools = sampling_records(records)
     if not pools:
         raise ValueError("the store has no sampling records (self-consistency, weighted-vote "
@@ -179,14 +188,17 @@ def fit_policy(records: Sequence[dict[str, Any]], *, probe_k: int = 2, bins: int
     if statistic == "score" and not all(i.pool.scored for i in insts):
         raise ValueError("statistic 'score' needs a verifier's scores on the sampling pool")
     edges = fit_edges([i.statistic for i in insts], bins)
+    lengths = [i.chars for i in insts]
+    cut = float(np.median(lengths)) if feature and min(lengths) < max(lengths) else None
     settings = make_strategy(insts[0].record["strategy"])
     proto = Policy(probe_k=probe_k, statistic=statistic, edges=edges, unit=unit, budgets={},
+                   feature=feature if cut is not None else None, feature_cut=cut,
                    train=train, heldout=held, temperature=settings.temperature,
                    max_tokens=settings.max_tokens,
                    verifier=settings.verifier or insts[0].record.get("verifier"), source=source)
     by_bin: dict[int, list[Instance]] = {b: [] for b in range(1, proto.bins + 1)}
     for inst in insts:
-        by_bin[proto.predict(inst.statistic)].append(inst)
+        by_bin[proto.predict(inst.statistic, inst.chars)].append(inst)
     table: dict[int, dict[Choice, tuple[float, float]]] = {}
     for b, members in by_bin.items():
         pool = members or insts  # an empty bin falls back to all training problems
@@ -226,7 +238,7 @@ def simulate(policy: Policy, records: Sequence[dict[str, Any]], problems: Sequen
     """
     out = []
     for inst in instances(records, problems, policy.probe_k, policy.statistic):
-        choice = policy.budgets[budget][policy.predict(inst.statistic) - 1]
+        choice = policy.budgets[budget][policy.predict(inst.statistic, inst.chars) - 1]
         if not choice.k and choice.spec not in inst.runs:
             continue
         correct, u = outcome(inst, choice, policy.probe_k)

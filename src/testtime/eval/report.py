@@ -145,8 +145,12 @@ def describe_bins(policy: Policy) -> str:
             if policy.statistic == "agreement" else
             f"mean verifier score of the first {policy.probe_k} samples")
     if not policy.edges:
-        return (f"one bin: {stat} did not separate the training problems, so no cut was "
-                "fitted and every problem gets the same configuration per budget")
+        text = (f"one probe bin: {stat} did not separate the training problems, so no cut "
+                "was fitted")
+        if policy.feature_cut is None:
+            return text + " and every problem gets the same configuration per budget"
+        return (text + f"; split by question length at {policy.feature_cut:.0f} characters "
+                "into bin 1 (short) and bin 2 (long)")
     bounds = [float("inf"), *policy.edges, float("-inf")]
     parts = []
     for b in range(1, policy.bins + 1):
@@ -157,8 +161,12 @@ def describe_bins(policy: Policy) -> str:
             parts.append(f"bin {b} (hardest) < {hi:.3g}")
         else:
             parts.append(f"bin {b} {lo:.3g} to {hi:.3g}")
-    return f"{policy.bins} bins cut at {', '.join(f'{e:.3g}' for e in policy.edges)}: " + \
+    text = f"{len(parts)} bins cut at {', '.join(f'{e:.3g}' for e in policy.edges)}: " + \
         "; ".join(parts)
+    if policy.feature_cut is not None:
+        text += (f"; each split by question length at {policy.feature_cut:.0f} characters "
+                 f"into {policy.bins} bins (odd: short, even: long)")
+    return text
 
 
 def write_per_problem(points: Sequence[Point], path: Path) -> None:

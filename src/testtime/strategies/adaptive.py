@@ -119,6 +119,10 @@ class Policy(BaseModel):
     probe_k: int = Field(ge=1)
     statistic: Statistic = "agreement"
     edges: list[float] = Field(description="probe statistic cut points, easiest bin first")
+    feature: Literal["prompt_chars"] | None = Field(
+        default=None, description="a cheap prompt feature splitting every probe bin in two")
+    feature_cut: float | None = Field(
+        default=None, description="prompts up to this many characters go to the first half")
     unit: Unit = Field(default="tokens", description="what budgets count: generated + verifier "
                        "tokens, FLOPs or seconds per problem, probe included")
     budgets: dict[str, list[Choice]] = Field(
@@ -142,14 +146,24 @@ class Policy(BaseModel):
         except ValueError:
             raise ValueError("budget keys must be numbers") from None
 
+    @model_validator(mode="after")
+    def _feature_has_cut(self) -> Policy:
+        if (self.feature is None) != (self.feature_cut is None):
+            raise ValueError("feature and feature_cut go together")
+        return self
+
     @property
     def bins(self) -> int:
         """Number of difficulty bins."""
-        return len(self.edges) + 1
+        return (len(self.edges) + 1) * (2 if self.feature_cut is not None else 1)
 
-    def predict(self, statistic: float) -> int:
-        """Predicted bin (1 = easiest) of a problem whose probe gave ``statistic``."""
-        return 1 + sum(1 for e in self.edges if statistic < e)
+    def predict(self, statistic: float, chars: float = 0.0) -> int:
+        """Predicted bin (1 = easiest) of a problem whose probe gave ``statistic``; with a
+        prompt feature, each probe bin splits into short (odd) and long (even) prompts."""
+        probe = 1 + sum(1 for e in self.edges if statistic < e)
+        if self.feature_cut is None:
+            return probe
+        return 2 * probe - (0 if chars > self.feature_cut else 1)
 
     def choose(self, bin_: int, budget: float) -> tuple[str, Choice]:
         """The choice for a bin under the largest fitted budget not above ``budget``."""
@@ -269,7 +283,7 @@ class Adaptive(StrategySettings):
             stat = mean_score([c.score.value if c.score else None for c in probe])
         else:
             stat = agreement([c.answer for c in probe])
-        bin_ = policy.predict(stat)
+        bin_ = policy.predict(stat, len(problem.question))
         row, choice = policy.choose(bin_, self.budget)
         chosen: dict[str, Any] = {"probe_statistic": round(stat, 4), "predicted_bin": bin_,
                   "choice": choice.label, "choice_spec": choice.spec, "policy_budget": row}
