@@ -108,12 +108,15 @@ class Router:
             raise ApiError(400, f"reasoning_effort {level!r} has no budget for auto@MODEL "
                            f"(offered: {', '.join(self.auto_budgets)})", "unsupported_value",
                            "reasoning_effort")
-        spec = f"adaptive:policy=[{self.auto}],budget={budget:g}"
+        spec = f"adaptive:policy=[{self.auto}],budget={budget!r}"
         return Route(spec=spec, strategy=self._build(spec, "model", client=False))
 
     def is_auto(self, model: str) -> bool:
-        """Whether ``model`` names the compute-optimal policy (``auto@MODEL`` or ``auto``)."""
-        return model == "auto" or model == f"auto@{self.upstream_model}"
+        """Whether ``model`` names the compute-optimal policy (``auto@MODEL``, or ``auto``
+        unless the operator has an alias of that name)."""
+        if model == "auto":
+            return "auto" not in self.config.strategies
+        return model == f"auto@{self.upstream_model}"
 
     def resolve_effort(self, level: str) -> tuple[Route, str | None]:
         """The operator's preset for a ``reasoning_effort`` level: its Route and budget."""
@@ -188,7 +191,8 @@ class Router:
         out = [entry(self.upstream_model, self.config.default_strategy)]
         if self.auto is not None:
             out.append(entry(f"auto@{self.upstream_model}",
-                             f"adaptive:policy=[{self.auto}],budget={self.auto_budgets['medium']:g}"))
+                             f"adaptive:policy=[{self.auto}],"
+                             f"budget={self.auto_budgets['medium']!r}"))
         out += [entry(alias, spec) for alias, spec in self.config.strategies.items()]
         names = self.config.allowed_strategies or strategies.names()
         out += [entry(f"{name}@{self.upstream_model}", name) for name in names
