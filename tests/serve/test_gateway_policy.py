@@ -118,11 +118,11 @@ FINISH = " Finish with a last line of the form 'The answer is N'."
 def test_auto_on_the_real_model_spends_more_on_the_hard_problem(serve: Any, qwen05: Backend,
                                                                tmp_path: Path) -> None:
     path = policy_file(tmp_path / "p.json", hard="self-consistency:n=4", max_tokens=96,
-                       temperature=0.7)
+                       temperature=1.0)
     with serve(qwen05, policy=str(path), request_timeout=600) as gw:
         model = f"auto@{gw.app.state.gateway.router.upstream_model}"
         easy = ask(gw, "What is 2 + 2?" + FINISH, model, reasoning_effort="high")
-        hard = ask(gw, "What is 48213 * 9127 - 3317 * 871?" + FINISH, model,
+        hard = ask(gw, "What is 734291 * 48213 - 918273 * 6571 + 3317 * 871?" + FINISH, model,
                    reasoning_effort="high")
     e, h = easy["choices"][0]["testtime"]["adaptive"], hard["choices"][0]["testtime"]["adaptive"]
     assert (e["predicted_bin"], e["choice"]) == (1, "majority@2")
