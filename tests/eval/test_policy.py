@@ -219,3 +219,16 @@ async def test_any_chosen_strategy_reuses_the_probe_when_it_samples_the_same_pro
     res = await solve(Problem(id="h", question="hard", reference="4"), strategy, backend)
     assert res.extra["choice"].startswith("revision") and res.extra["predicted_bin"] == 2
     assert res.usage.generated_tokens == 3 * 4, "probe 2 (one reused as first attempt) + 1"
+
+
+async def test_the_probe_compares_last_numbers_of_free_text_replies(tmp_path: Path) -> None:
+    """A chat reply marks no final answer; the probe still sees that both say 4."""
+    path = write_policy(tmp_path / "p.json")
+    strategy = make_strategy(f"adaptive:policy={path},budget=200")
+    chat = Problem(id="c", question="what is 2 + 2", kind="text")
+    backend = ScriptedBackend(responder=lambda p, i, r: "2 + 2 equals 4.")
+    res = await solve(chat, strategy, backend)
+    assert res.extra["predicted_bin"] == 1 and res.extra["probe_statistic"] == 1.0
+    words = ScriptedBackend(responder=lambda p, i, r: ["It is four.", "Four, I think."][i % 2])
+    res = await solve(chat, strategy, words)
+    assert res.extra["predicted_bin"] == 2

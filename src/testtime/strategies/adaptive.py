@@ -19,11 +19,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from testtime.answers import group_answers
+from testtime.answers import extract_answer, group_answers
+from testtime.chat import split_reasoning
 from testtime.registry import SpecError, split_spec
 from testtime.strategies.base import Context, StrategySettings, make_strategy, strategies
 from testtime.strategies.voting import vote
-from testtime.types import Problem, Result
+from testtime.types import Candidate, Problem, Result
 from testtime.verifiers.base import make_verifier
 from testtime.verifiers.confidence import ConfidenceVerifier
 
@@ -255,6 +256,14 @@ def agreement(answers: Sequence[str | None]) -> float:
     return max(classes.count(c) for c in set(classes)) / len(answers)
 
 
+def probe_answers(candidates: Sequence[Candidate]) -> list[str | None]:
+    """The answers the agreement probe compares: the candidates' own, or, when none has one
+    (a free-text chat reply marks no final answer), the last number of each reply."""
+    if any(c.answer is not None for c in candidates):
+        return [c.answer for c in candidates]
+    return [extract_answer(split_reasoning(c.text)[1] or c.text) for c in candidates]
+
+
 def mean_score(scores: Sequence[float | None]) -> float:
     """Mean verifier score of the probe samples."""
     vals = [s for s in scores if s is not None]
@@ -282,7 +291,7 @@ class Adaptive(StrategySettings):
             probe = await ctx.score(problem, probe)
             stat = mean_score([c.score.value if c.score else None for c in probe])
         else:
-            stat = agreement([c.answer for c in probe])
+            stat = agreement(probe_answers(probe))
         bin_ = policy.predict(stat, len(problem.question))
         row, choice = policy.choose(bin_, self.budget)
         chosen: dict[str, Any] = {"probe_statistic": round(stat, 4), "predicted_bin": bin_,
