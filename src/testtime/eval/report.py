@@ -14,7 +14,7 @@ from testtime.eval.difficulty import pass_rates, quantile_bins
 from testtime.eval.plots import accuracy_figure, difficulty_figure
 from testtime.eval.policy import fit_policy, simulate
 from testtime.eval.stats import METRICS, ConfigStats, summarise_points
-from testtime.strategies.adaptive import Choice, Policy
+from testtime.strategies.adaptive import Policy
 
 
 def _ci(s: ConfigStats, m: str, fmt: str = "{:.3f}") -> str:
@@ -44,6 +44,7 @@ class AdaptiveComparison:
     stats: list[ConfigStats]
     rows: list[dict[str, Any]] = field(default_factory=list)
     headline: str = ""
+    spans: dict[str, list[str]] = field(default_factory=dict)
 
 
 def compare_adaptive(records: Sequence[dict[str, Any]], points: Sequence[Point],
@@ -52,7 +53,8 @@ def compare_adaptive(records: Sequence[dict[str, Any]], points: Sequence[Point],
     if policy is None:
         policy = fit_policy(records)
     held = set(policy.heldout)
-    adaptive = [p for b in policy.budgets for p in simulate(policy, records, sorted(held), b)]
+    spans = budget_spans(policy)
+    adaptive = [p for b in spans for p in simulate(policy, records, sorted(held), b)]
     base = [p for p in points if p.family in ("majority", "best-of", "weighted", "run")
             and not p.config.startswith("adaptive")]
     stats = summarise_points([*base, *adaptive], problems=held)
@@ -61,7 +63,7 @@ def compare_adaptive(records: Sequence[dict[str, Any]], points: Sequence[Point],
         return AdaptiveComparison(policy, stats, headline="no self-consistency curve to compare")
     full = max(sc, key=lambda s: s.k)
     bon = [s for s in stats if s.family == "best-of" and s.k == full.k]
-    comp = AdaptiveComparison(policy, stats)
+    comp = AdaptiveComparison(policy, stats, spans=spans)
     stats.sort(key=lambda s: (s.family, _budget_of(s), s.k, s.config))
     for s in (s for s in stats if s.family == "adaptive"):
         matched = min(sc, key=lambda m: abs(m.mean["generated_tokens"]
@@ -91,6 +93,19 @@ def compare_adaptive(records: Sequence[dict[str, Any]], points: Sequence[Point],
     return comp
 
 
+def budget_spans(policy: Policy) -> dict[str, list[str]]:
+    """Consecutive budgets that choose the same configurations, keyed by the smallest."""
+    spans: dict[str, list[str]] = {}
+    last: str | None = None
+    for budget, row in policy.budgets.items():
+        if last is not None and policy.budgets[last] == row:
+            spans[last].append(budget)
+        else:
+            spans[budget] = [budget]
+            last = budget
+    return spans
+
+
 def _budget_of(s: ConfigStats) -> float:
     return float(s.config.split("@")[1]) if s.family == "adaptive" else 0.0
 
@@ -103,8 +118,10 @@ def adaptive_markdown(comp: AdaptiveComparison) -> str:
         a, m, f, b = r["adaptive"], r["matched_sc"], r["sc_full"], r["bon_full"]
         budget = a.config.split("@")[1]
         picks = ", ".join(_cell(c.label) for c in comp.policy.budgets[budget])
+        span = comp.spans.get(budget, [budget])
+        shown = budget if len(span) == 1 else f"{span[0]} to {span[-1]}"
         lines.append(
-            f"| {budget} | {picks} | {_ci(a, 'correct')} | {a.mean['generated_tokens']:.0f} | "
+            f"| {shown} | {picks} | {_ci(a, 'correct')} | {a.mean['generated_tokens']:.0f} | "
             f"{_cell(m.config)}: {m.accuracy:.3f} ({m.mean['generated_tokens']:.0f} tok) | "
             f"{f.accuracy:.3f} ({f.mean['generated_tokens']:.0f} tok) | "
             f"{(f'{b.accuracy:.3f}') if b else '-'} | {r['token_ratio']:.2f} |")
@@ -118,13 +135,8 @@ def winners_markdown(policy: Policy) -> str:
                       f"{' (hardest)' if b == policy.bins and b > 1 else ''}"
                       for b in range(1, policy.bins + 1))
     lines = [f"| budget ({policy.unit}) | {head} |", "|" + "---|" * (policy.bins + 1)]
-    runs: list[tuple[list[str], list[Choice]]] = []
-    for budget, row in policy.budgets.items():
-        if runs and runs[-1][1] == row:
-            runs[-1][0].append(budget)
-        else:
-            runs.append(([budget], row))
-    for budgets, row in runs:
+    for first, budgets in budget_spans(policy).items():
+        row = policy.budgets[first]
         cells = []
         for b, c in enumerate(row, start=1):
             acc = policy.table.get(str(b), {}).get(c.label)
