@@ -110,6 +110,24 @@ def test_bad_or_disallowed_policies_fail_at_startup(tmp_path: Path) -> None:
                                allowed_strategies=["single"]), scripted())
 
 
+def test_shipped_policy_serves_auto_unless_adaptive_is_disallowed(serve: Any) -> None:
+    from testtime.strategies.adaptive import shipped_policies
+
+    assert "qwen2.5-coder-0.5b" in shipped_policies()
+    with serve(scripted(), model_name="qwen2.5-coder-0.5b") as gw:
+        assert gw.app.state.gateway.router.auto == "qwen2.5-coder-0.5b"
+        for effort in ("low", "medium", "high"):
+            reply = ask(gw, "easy one", "auto@qwen2.5-coder-0.5b", reasoning_effort=effort)
+            picked = reply["choices"][0]["testtime"]["adaptive"]
+            assert picked["predicted_bin"] == 1 and picked["choice"].startswith("majority@")
+    with serve(ScriptedBackend(), model_name="qwen2.5-coder-0.5b",
+               allowed_strategies=["single"]) as gw:
+        assert gw.app.state.gateway.router.auto is None
+        r = gw.post("/v1/chat/completions", {"model": "auto@qwen2.5-coder-0.5b", "messages": [
+            {"role": "user", "content": "easy"}]})
+        assert r.status_code == 404
+
+
 FINISH = " Finish with a last line of the form 'The answer is N'."
 
 
