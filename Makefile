@@ -24,6 +24,10 @@ setup-dev: $(BIN)/python
 	@command -v unshare >/dev/null && command -v setpriv >/dev/null && command -v mount >/dev/null \
 		|| { [ "$$(id -u)" = 0 ] && apt-get install -y -q util-linux mount >/dev/null; } \
 		|| echo "warning: no unshare/setpriv: code verification will refuse untrusted code"
+	@# the report's browser test (tests/eval/test_report_browser.py) drives Debian's chromium
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+		|| { [ "$$(id -u)" = 0 ] && apt-get install -y -q chromium chromium-driver >/dev/null; } \
+		|| echo "warning: no chromium/chromedriver: the report's browser test will be skipped"
 
 # A first look in minutes: one sample vs the majority of 5 on the same 16 problems.
 DEMO_TASK ?= arith:level=3+4

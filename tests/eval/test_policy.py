@@ -34,10 +34,14 @@ def test_fit_policy_holds_out_problems_and_spends_more_on_hard_bins(synthetic_st
     policy = fit_policy(recs, probe_k=2, bins=3)
     assert set(policy.train).isdisjoint(policy.heldout) and policy.heldout
     assert policy.bins >= 2
-    budgets = sorted(policy.budgets, key=float)
-    half = budgets[len(budgets) // 2]
-    row = policy.budgets[half]
-    assert row[-1].k > row[0].k, "under half the full budget the hardest bin gets more samples"
+    budgets = list(policy.budgets)
+    assert budgets == sorted(budgets, key=float)
+
+    def cost(b: int, label: str) -> float:
+        return policy.table[str(b)][label][1]
+
+    assert any(cost(policy.bins, row[-1].label) > cost(1, row[0].label)
+               for row in policy.budgets.values()), "some budget spends more on the hard bin"
     biggest = budgets[-1]
     pts = simulate(policy, recs, policy.heldout, biggest)
     assert {p.problem for p in pts} == set(policy.heldout)
@@ -88,7 +92,11 @@ def test_report_html_has_one_row_per_configuration_and_budgets_in_numeric_order(
     build_report(recs, tmp_path / "rep", policy=policy)
     page = _Tables()
     page.feed((tmp_path / "rep" / "report.html").read_text())
-    configs, adaptive = page.tables[0], page.tables[-1]
+    configs = page.tables[0]
+    adaptive = next(t for t in page.tables if t[0][0] == "adaptive budget")
+    winners = next(t for t in page.tables if t[0][0] == "budget (tokens)")
+    assert [row[0] for row in winners[1:]] == ["323", "646", "1293"]
+    assert len(winners[0]) == policy.bins + 1
     labels = [row[0] for row in configs[1:]]
     assert configs[0][0] == "configuration" and "majority@16" in labels
     assert all(len(row) == len(configs[0]) for row in configs), "every row has the header's cells"
@@ -96,13 +104,18 @@ def test_report_html_has_one_row_per_configuration_and_budgets_in_numeric_order(
     assert [row[0] for row in adaptive[1:]] == ["323", "646", "1293"]
     assert list(policy.budgets) == ["323", "646", "1293"]
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert f"{policy.bins} bins, cut at" in md
+    assert f"{policy.bins} bins cut at" in md
 
 
 def test_report_says_when_the_probe_found_no_cut() -> None:
     from testtime.eval.report import describe_bins
-    assert describe_bins([]).startswith("one bin")
-    assert describe_bins([0.625, 0.875]) == "3 bins, cut at 0.625, 0.875"
+    one = Policy(probe_k=2, edges=[], budgets={"10": [Choice(spec="self-consistency:n=2")]})
+    text = describe_bins(one)
+    assert text.startswith("one probe bin") and "no cut was fitted" in text
+    three = one.model_copy(update={"edges": [0.875, 0.625]})
+    text = describe_bins(three)
+    assert text.startswith("3 bins cut at 0.875, 0.625: bin 1 (easiest) agreement of the first "
+                           "2 samples ≥ 0.875; bin 2 0.625 to 0.875; bin 3 (hardest) < 0.625")
 
 
 def test_cli_fit_policy_then_report_with_it(synthetic_store: Path, tmp_path: Path) -> None:
@@ -133,11 +146,12 @@ def test_cli_errors_are_one_line(synthetic_store: Path, args: list[str], message
 
 
 def write_policy(path: Path) -> Path:
+    def c(spec: str) -> Choice:
+        return Choice(spec=f"{spec},max_tokens=4")
+
     policy = Policy(probe_k=2, edges=[0.75], temperature=0.8, max_tokens=4,
-                    budgets={"50": [Choice(family="majority", k=2),
-                                    Choice(family="majority", k=4)],
-                             "200": [Choice(family="majority", k=2),
-                                     Choice(family="weighted", k=8)]})
+                    budgets={"50": [c("self-consistency:n=2"), c("self-consistency:n=4")],
+                             "200": [c("self-consistency:n=2"), c("weighted-vote:n=8")]})
     policy.save(path)
     return path
 
@@ -185,3 +199,36 @@ def test_bad_policy_files_are_clear_errors(tmp_path: Path) -> None:
         "10": [{"family": "majority", "k": 2}]}}))
     with pytest.raises(PolicyError, match="one choice per bin"):
         load_policy(str(short))
+
+
+async def test_any_chosen_strategy_reuses_the_probe_when_it_samples_the_same_prompt(
+        tmp_path: Path) -> None:
+    """early-stop's first batch starts with the probe's two samples; beam starts fresh."""
+    def c(spec: str) -> Choice:
+        return Choice(spec=spec)
+
+    path = tmp_path / "p.json"
+    Policy(probe_k=2, edges=[0.75], temperature=0.8, max_tokens=4,
+           budgets={"100": [c("early-stop:max_n=8,batch=4,max_tokens=4"),
+                            c("revision:rounds=1,max_tokens=4")]}).save(path)
+    strategy = make_strategy(f"adaptive:policy={path},budget=100")
+    backend = scripted(["4", "3"])
+    res = await solve(Problem(id="e", question="easy", reference="5"), strategy, backend)
+    assert res.extra["choice"].startswith("early-stop") and res.answer == "5"
+    assert len(res.candidates) == 4 and res.usage.calls == 2, "2 probe + 2 drawn in one call"
+    res = await solve(Problem(id="h", question="hard", reference="4"), strategy, backend)
+    assert res.extra["choice"].startswith("revision") and res.extra["predicted_bin"] == 2
+    assert res.usage.generated_tokens == 3 * 4, "probe 2 (one reused as first attempt) + 1"
+
+
+async def test_the_probe_compares_last_numbers_of_free_text_replies(tmp_path: Path) -> None:
+    """A chat reply marks no final answer; the probe still sees that both say 4."""
+    path = write_policy(tmp_path / "p.json")
+    strategy = make_strategy(f"adaptive:policy={path},budget=200")
+    chat = Problem(id="c", question="what is 2 + 2", kind="text")
+    backend = ScriptedBackend(responder=lambda p, i, r: "2 + 2 equals 4.")
+    res = await solve(chat, strategy, backend)
+    assert res.extra["predicted_bin"] == 1 and res.extra["probe_statistic"] == 1.0
+    words = ScriptedBackend(responder=lambda p, i, r: ["It is four.", "Four, I think."][i % 2])
+    res = await solve(chat, strategy, words)
+    assert res.extra["predicted_bin"] == 2

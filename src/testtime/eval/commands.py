@@ -130,20 +130,28 @@ def fit_policy_cmd(
     statistic: Annotated[str, typer.Option(help="probe statistic: agreement or score")]
     = "agreement",
     budgets: Annotated[str | None, typer.Option(
-        help="comma-separated generated-token budgets per problem (default: fractions of N "
-             "samples' tokens)")] = None,
+        help="comma-separated budgets per problem in --unit (default: fractions of the "
+             "largest sampling configuration's cost)")] = None,
+    unit: Annotated[str, typer.Option(
+        help="what a budget counts: tokens (generated + verifier), flops or seconds")]
+    = "tokens",
     holdout: Annotated[float, typer.Option(min=0.05, max=0.95,
                                            help="share of problems held out from fitting")]
     = 0.5,
     seed: Annotated[int, typer.Option(help="split seed")] = 0,
+    prompt_length: Annotated[bool, typer.Option(
+        help="also split every bin by question length (a cheap prompt feature)")] = False,
 ) -> None:
-    """Fit, per difficulty bin and budget, the best configuration; write policy JSON."""
+    """Fit, per difficulty bin and budget, the best configuration of every strategy the sweep
+    ran (sampling at each k, early-stop, beam, revision, ...); write policy JSON."""
     from testtime.cli import USER_ERRORS, fail
     from testtime.eval.policy import fit_policy
     from testtime.eval.store import ResultStore
 
     if statistic not in ("agreement", "score"):
         fail(f"--statistic must be agreement or score, not {statistic!r}")
+    if unit not in ("tokens", "flops", "seconds"):
+        fail(f"--unit must be tokens, flops or seconds, not {unit!r}")
     try:
         levels = [float(b) for b in budgets.split(",")] if budgets else None
     except ValueError:
@@ -153,12 +161,18 @@ def fit_policy_cmd(
             records = s.records()
         policy = fit_policy(records, probe_k=probe_k, bins=bins,
                             statistic="score" if statistic == "score" else "agreement",
-                            budgets=levels, holdout=holdout, seed=seed, source=str(store))
+                            budgets=levels, unit=unit,  # type: ignore[arg-type]
+                            holdout=holdout, seed=seed,
+                            feature="prompt_chars" if prompt_length else None,
+                            source=str(store))
         policy.save(out)
     except USER_ERRORS as exc:
         fail(str(exc))
+    from testtime.eval.report import describe_bins
+
+    typer.echo(f"probe: {policy.probe_k} samples, {describe_bins(policy)}")
     for budget, row in policy.budgets.items():
-        typer.echo(f"budget {budget:>6} tokens: " + ", ".join(
+        typer.echo(f"budget {budget:>8} {policy.unit}: " + ", ".join(
             f"bin {i + 1}: {c.label}" for i, c in enumerate(row)))
     typer.echo(f"fitted on {len(policy.train)} problems, {len(policy.heldout)} held out → {out}")
 

@@ -1,69 +1,147 @@
-"""Fit the compute-optimal policy on a sweep's samples and evaluate it on held-out problems.
+"""Fit the compute-optimal policy on a sweep and evaluate it on held-out problems.
 
-For every training problem the probe (the first k samples) gives a predicted difficulty bin;
-every configuration (majority, weighted or best-of over k samples that reuse the probe) has an
-expected accuracy and cost given that probe. Per budget (mean generated tokens per problem,
-probe included) the policy picks one configuration per bin to maximise mean accuracy within
-the budget (a Lagrangian relaxation of the multiple-choice knapsack). Evaluation replays the
-same procedure on held-out problems, so no problem used for fitting is scored.
+For every training problem the probe (the first k samples of its sampling pool) gives a
+predicted difficulty bin. Every configuration has an expected accuracy and cost given that
+probe: sampling configurations (majority, weighted or best-of at k, which reuse the probe's
+samples) are scored from the pool without sampling again; every other strategy the sweep ran
+(early-stop, beam, revision, ...) counts as its own record's outcome, its cost plus the
+probe's. Per budget (mean cost per problem in the chosen unit, probe included) the policy
+picks one configuration per bin to maximise mean accuracy within the budget (a Lagrangian
+relaxation of the multiple-choice knapsack). Evaluation replays the procedure on held-out
+problems, so no problem used for fitting is scored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 
-from testtime.eval.curves import Point, Pool, default_ks, direct_point, subset_mask
+from testtime.eval.curves import (
+    SAMPLING,
+    Point,
+    Pool,
+    default_ks,
+    problem_key,
+    strategy_name,
+    subset_mask,
+)
 from testtime.eval.difficulty import fit_edges, probe_statistic, sampling_records, split
-from testtime.strategies.adaptive import Choice, Family, Policy, Statistic
+from testtime.strategies.adaptive import Choice, Policy, Statistic, Unit, sampling_spec
 from testtime.strategies.base import make_strategy
 
-FAMILIES: tuple[Family, ...] = ("majority", "weighted", "best-of")
+COST_FIELDS = ("generated_tokens", "verifier_tokens", "prompt_tokens", "calls", "flops",
+               "seconds")
+FRACTIONS = (1 / 16, 1 / 8, 3 / 16, 1 / 4, 3 / 8, 1 / 2, 3 / 4, 1)
+"""Default budgets: these shares of the largest sampling configuration's mean cost."""
+COVERAGE = 0.8
+"""A strategy enters the choice set when the sweep ran it on this share of the problems."""
 
 
 @dataclass(frozen=True)
 class Instance:
-    """One problem's sample pool under one seed, with its probe statistic."""
+    """One problem under one seed: its sample pool, probe statistic and other strategies' runs."""
 
     problem: str
     record: dict[str, Any]
     pool: Pool
     statistic: float
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def chars(self) -> int:
+        """Length of the question, the cheap prompt feature."""
+        return len(self.record.get("question") or "")
 
 
-def conditional(inst: Instance, choice: Choice, probe_k: int, *, limit: int = 256
-                ) -> tuple[float, float]:
-    """Expected (correctness, generated tokens) of ``choice`` given the probe's samples."""
+def unit_cost(usage: dict[str, float], unit: Unit) -> float:
+    """A usage's cost in ``unit``: generated + verifier tokens, FLOPs or seconds."""
+    if unit == "tokens":
+        return float(usage.get("generated_tokens", 0)) + float(usage.get("verifier_tokens", 0))
+    return float(usage.get(unit, 0.0))
+
+
+def _usage(rec: dict[str, Any]) -> dict[str, float]:
+    u = rec.get("usage") or {}
+    return {k: float(u.get(k, 0) or 0) for k in COST_FIELDS}
+
+
+def probe_usage(inst: Instance, probe_k: int) -> dict[str, float]:
+    """What the probe's samples cost: their own tokens, the pool's other costs pro rata."""
     cands = inst.record["candidates"]
-    n = len(cands)
-    k = max(choice.k, probe_k)
-    rng = np.random.default_rng([k, probe_k, len(choice.family)])
-    mask = subset_mask(n, k, rng, limit, fixed=probe_k)
-    gens = [c.get("generated_tokens", 0) for c in cands]
-    rest_mean = float(np.mean(gens[probe_k:])) if n > probe_k else 0.0
-    tokens = sum(gens[:probe_k]) + (k - probe_k) * rest_mean
-    return float(inst.pool.judge(choice.family, mask).mean()), tokens
+    u = _usage(inst.record)
+    share = probe_k / len(cands)
+    out = {k: v * share for k, v in u.items()}
+    out["generated_tokens"] = float(sum(c.get("generated_tokens", 0) for c in cands[:probe_k]))
+    out["prompt_tokens"] = u["prompt_tokens"]
+    return out
+
+
+def outcome(inst: Instance, choice: Choice, probe_k: int, *, limit: int = 256
+            ) -> tuple[float, dict[str, float]]:
+    """Expected correctness and usage of ``choice`` on ``inst`` after its probe."""
+    if choice.k:
+        cands = inst.record["candidates"]
+        n = len(cands)
+        k = min(max(choice.k, probe_k), n)
+        rng = np.random.default_rng([k, probe_k, len(choice.family)])
+        mask = subset_mask(n, k, rng, limit, fixed=probe_k)
+        gens = [c.get("generated_tokens", 0) for c in cands]
+        rest_mean = float(np.mean(gens[probe_k:])) if n > probe_k else 0.0
+        u = _usage(inst.record)
+        usage = {key: v * k / n for key, v in u.items()}
+        usage["generated_tokens"] = sum(gens[:probe_k]) + (k - probe_k) * rest_mean
+        usage["prompt_tokens"] = u["prompt_tokens"]
+        return float(inst.pool.judge(choice.family, mask).mean()), usage
+    rec = inst.runs[choice.spec]
+    probe = probe_usage(inst, probe_k)
+    run = _usage(rec)
+    usage = {k: probe[k] + run[k] for k in COST_FIELDS}
+    return float(bool(rec.get("correct"))), usage
+
+
+def other_runs(records: Sequence[dict[str, Any]]) -> dict[tuple[str, Any], dict[str, Any]]:
+    """Per (problem, seed), the records of strategies that are not sampling or adaptive."""
+    out: dict[tuple[str, Any], dict[str, Any]] = {}
+    for rec in records:
+        name = strategy_name(rec["strategy"])
+        if name in SAMPLING or name == "adaptive" or rec.get("error"):
+            continue
+        out.setdefault((problem_key(rec), rec.get("seed")), {})[rec["strategy"]] = rec
+    return out
 
 
 def instances(records: Sequence[dict[str, Any]], problems: Sequence[str], probe_k: int,
               statistic: str) -> list[Instance]:
-    """The sample pools of ``problems`` (one per seed)."""
+    """The sample pools of ``problems`` (one per seed) with the other strategies' runs."""
     pools = sampling_records(records)
+    runs = other_runs(records)
     out = []
     for prob in problems:
         for rec in pools.get(prob, []):
             out.append(Instance(prob, rec, Pool.of(rec["candidates"]),
-                                probe_statistic(rec["candidates"], probe_k, statistic)))
+                                probe_statistic(rec["candidates"], probe_k, statistic),
+                                runs.get((prob, rec.get("seed")), {})))
     return out
 
 
-def choices(n: int, probe_k: int, scored: bool) -> list[Choice]:
-    """Every configuration a policy may pick with at most n samples."""
-    fams: tuple[Family, ...] = FAMILIES if scored else ("majority",)
-    return [Choice(family=f, k=k) for f in fams for k in default_ks(n) if k >= probe_k]
+def choices(insts: Sequence[Instance], probe_k: int) -> list[Choice]:
+    """Every configuration a policy may pick: sampling at each k ≥ probe_k, plus each other
+    strategy the sweep ran on (nearly) every problem."""
+    n = min(len(i.record["candidates"]) for i in insts)
+    source = insts[0].record["strategy"]
+    scored = all(i.pool.scored for i in insts)
+    fams = ("majority", "weighted", "best-of") if scored else ("majority",)
+    out = [Choice(spec=sampling_spec(source, f, k)) for f in fams for k in default_ks(n)
+           if k >= probe_k]
+    counts: dict[str, int] = {}
+    for inst in insts:
+        for spec in inst.runs:
+            counts[spec] = counts.get(spec, 0) + 1
+    out += [Choice(spec=s) for s, c in sorted(counts.items()) if c >= COVERAGE * len(insts)]
+    return out
 
 
 def allocate(table: dict[int, dict[Choice, tuple[float, float]]], weights: dict[int, float],
@@ -86,66 +164,89 @@ def allocate(table: dict[int, dict[Choice, tuple[float, float]]], weights: dict[
 
 def fit_policy(records: Sequence[dict[str, Any]], *, probe_k: int = 2, bins: int = 3,
                statistic: Statistic = "agreement", budgets: Sequence[float] | None = None,
-               holdout: float = 0.5, seed: int = 0, source: str = "") -> Policy:
-    """Fit a Policy on the training split of a sweep's sampling records."""
+               unit: Unit = "tokens", holdout: float = 0.5, seed: int = 0,
+               feature: Literal["prompt_chars"] | None = None, source: str = "") -> Policy:
+    """Fit a Policy on the training split of a sweep's records, across strategy families.
+
+    With ``feature="prompt_chars"`` every probe bin is split at the training problems' median
+    question length (when they differ).
+    """
     pools = sampling_records(records)
     if not pools:
         raise ValueError("the store has no sampling records (self-consistency, weighted-vote "
-                         "or best-of-n) to fit a policy on")
+                         "or best-of-n) to fit a policy on: the probe needs a sampled pool")
     n = min(len(r["candidates"]) for rs in pools.values() for r in rs)
     if probe_k >= n:
         raise ValueError(f"probe_k={probe_k} must be below the sweep's samples per problem ({n})")
     train, held = split(sorted(pools), holdout, seed)
     if not train or not held:
         raise ValueError(f"{len(pools)} problems are too few to split into train and held-out")
-    insts = [i for i in instances(records, train, probe_k, statistic)]
-    scored = all(i.pool.scored for i in insts)
+    insts = instances(records, train, probe_k, statistic)
+    opts = choices(insts, probe_k)
+    others = {c.spec for c in opts if not c.k}
+    insts = [i for i in insts if others <= set(i.runs)]
+    if statistic == "score" and not all(i.pool.scored for i in insts):
+        raise ValueError("statistic 'score' needs a verifier's scores on the sampling pool")
     edges = fit_edges([i.statistic for i in insts], bins)
-    source_spec = insts[0].record["strategy"]
-    settings = make_strategy(source_spec)
-    proto = Policy(probe_k=probe_k, statistic=statistic, edges=edges, budgets={}, train=train,
-                   heldout=held, temperature=settings.temperature, max_tokens=settings.max_tokens,
+    lengths = [i.chars for i in insts]
+    cut = float(np.median(lengths)) if feature and min(lengths) < max(lengths) else None
+    settings = make_strategy(insts[0].record["strategy"])
+    proto = Policy(probe_k=probe_k, statistic=statistic, edges=edges, unit=unit, budgets={},
+                   feature=feature if cut is not None else None, feature_cut=cut,
+                   train=train, heldout=held, temperature=settings.temperature,
+                   max_tokens=settings.max_tokens,
                    verifier=settings.verifier or insts[0].record.get("verifier"), source=source)
-    opts = choices(n, probe_k, scored)
     by_bin: dict[int, list[Instance]] = {b: [] for b in range(1, proto.bins + 1)}
     for inst in insts:
-        by_bin[proto.predict(inst.statistic)].append(inst)
+        by_bin[proto.predict(inst.statistic, inst.chars)].append(inst)
     table: dict[int, dict[Choice, tuple[float, float]]] = {}
     for b, members in by_bin.items():
         pool = members or insts  # an empty bin falls back to all training problems
         table[b] = {}
         for ch in opts:
-            vals = [conditional(i, ch, probe_k) for i in pool]
+            vals = [outcome(i, ch, probe_k) for i in pool]
             table[b][ch] = (float(np.mean([v[0] for v in vals])),
-                            float(np.mean([v[1] for v in vals])))
+                            float(np.mean([unit_cost(v[1], unit) for v in vals])))
     weights = {b: len(m) / len(insts) for b, m in by_bin.items()}
-    full = max(opts, key=lambda c: c.k).k
-    per_sample = float(np.mean([c.get("generated_tokens", 0) for i in insts
-                                for c in i.record["candidates"]]))
     if budgets is None:
-        budgets = sorted({round(per_sample * full * f) for f in (1 / 8, 1 / 4, 1 / 2, 3 / 4, 1)})
+        full = max((c for c in opts if c.k), key=lambda c: (c.k, c.family == "majority"))
+        top = float(np.mean([unit_cost(outcome(i, full, probe_k)[1], unit) for i in insts]))
+        budgets = sorted({_round(top * f) for f in FRACTIONS})
     rows = {}
     for budget in sorted(budgets):
         pick = allocate(table, weights, float(budget))
-        rows[str(int(budget))] = [pick[b] for b in range(1, proto.bins + 1)]
-    return proto.model_copy(update={"budgets": rows})
+        rows[_key(budget)] = [pick[b] for b in range(1, proto.bins + 1)]
+    summary = {str(b): {c.label: [round(a, 4), round(cost, 6 if unit != "tokens" else 1),
+                                  len(by_bin[b])] for c, (a, cost) in row.items()}
+               for b, row in table.items()}
+    return proto.model_copy(update={"budgets": rows, "table": summary})
+
+
+def _round(x: float) -> float:
+    return float(round(x)) if x >= 10 else float(f"{x:.3g}")
+
+
+def _key(budget: float) -> str:
+    return str(int(budget)) if float(budget).is_integer() else f"{budget:g}"
 
 
 def simulate(policy: Policy, records: Sequence[dict[str, Any]], problems: Sequence[str],
              budget: str) -> list[Point]:
-    """Points of the adaptive strategy under ``budget`` on ``problems``, replayed from samples."""
+    """Points of the adaptive strategy under ``budget`` on ``problems``, replayed from records.
+
+    A problem lacking the record of the configuration chosen for it is left out.
+    """
     out = []
     for inst in instances(records, problems, policy.probe_k, policy.statistic):
-        choice = policy.budgets[budget][policy.predict(inst.statistic) - 1]
-        correct, tokens = conditional(inst, choice, policy.probe_k)
-        base = direct_point(inst.record)
-        total = sum(c.get("generated_tokens", 0) for c in inst.record["candidates"]) or 1
-        frac = tokens / total
+        choice = policy.budgets[budget][policy.predict(inst.statistic, inst.chars) - 1]
+        if not choice.k and choice.spec not in inst.runs:
+            continue
+        correct, u = outcome(inst, choice, policy.probe_k)
+        rec = inst.record
         out.append(Point(problem=inst.problem, config=f"adaptive@{budget}", family="adaptive",
-                         k=choice.k, correct=correct, generated_tokens=tokens,
-                         prompt_tokens=base.prompt_tokens, cached_tokens=base.cached_tokens,
-                         verifier_tokens=base.verifier_tokens * frac, calls=base.calls,
-                         flops=base.flops * frac, memory_bytes=base.memory_bytes * frac,
-                         seconds=base.seconds * frac, seed=base.seed, backend=base.backend,
-                         budget=base.budget, derived=True))
+                         k=choice.k, correct=correct, generated_tokens=u["generated_tokens"],
+                         prompt_tokens=u["prompt_tokens"], verifier_tokens=u["verifier_tokens"],
+                         calls=u["calls"], flops=u["flops"], seconds=u["seconds"],
+                         seed=int(rec.get("seed") or 0), backend=rec.get("backend") or "",
+                         budget=rec.get("budget"), derived=True))
     return out

@@ -45,25 +45,28 @@ class AdaptiveComparison:
     stats: list[ConfigStats]
     rows: list[dict[str, Any]] = field(default_factory=list)
     headline: str = ""
+    spans: dict[str, list[str]] = field(default_factory=dict)
 
 
 def compare_adaptive(records: Sequence[dict[str, Any]], points: Sequence[Point],
                      policy: Policy | None) -> AdaptiveComparison:
-    """Replay the policy on its held-out problems next to the baselines' curves."""
+    """Replay the policy on its held-out problems next to every fixed configuration."""
     if policy is None:
         policy = fit_policy(records)
     held = set(policy.heldout)
-    adaptive = [p for b in policy.budgets for p in simulate(policy, records, sorted(held), b)]
-    base = [p for p in points if p.family in ("majority", "best-of", "weighted")]
+    spans = budget_spans(policy)
+    adaptive = [p for b in spans for p in simulate(policy, records, sorted(held), b)]
+    base = [p for p in points if p.family in ("majority", "best-of", "weighted", "run")
+            and not p.config.startswith("adaptive")]
     stats = summarise_points([*base, *adaptive], problems=held)
     sc = [s for s in stats if s.family == "majority"]
     if not sc:
         return AdaptiveComparison(policy, stats, headline="no self-consistency curve to compare")
     full = max(sc, key=lambda s: s.k)
     bon = [s for s in stats if s.family == "best-of" and s.k == full.k]
-    comp = AdaptiveComparison(policy, stats)
-    for s in sorted((s for s in stats if s.family == "adaptive"),
-                    key=lambda s: s.mean["generated_tokens"]):
+    comp = AdaptiveComparison(policy, stats, spans=spans)
+    stats.sort(key=lambda s: (s.family, _budget_of(s), s.k, s.config))
+    for s in (s for s in stats if s.family == "adaptive"):
         matched = min(sc, key=lambda m: abs(m.mean["generated_tokens"]
                                             - s.mean["generated_tokens"]))
         comp.rows.append({
@@ -80,37 +83,103 @@ def compare_adaptive(records: Sequence[dict[str, Any]], points: Sequence[Point],
             f"{full.accuracy:.3f}) with {r['adaptive'].mean['generated_tokens']:.0f} generated "
             f"tokens per problem against {full.mean['generated_tokens']:.0f}: "
             f"{r['token_ratio']:.2f}× the tokens ({1 / r['token_ratio']:.2f}× fewer).")
-    else:
+    elif comp.rows:
         best = max(comp.rows, key=lambda r: r["adaptive"].accuracy)["adaptive"]
         comp.headline = (
             f"On {full.problems} held-out problems no fitted budget reached "
             f"self-consistency@{full.k}'s accuracy {full.accuracy:.3f}; the best adaptive row "
             f"({best.config}) reached {best.accuracy:.3f}.")
+    else:
+        comp.headline = "the policy could not be replayed on any held-out problem"
     return comp
+
+
+def budget_spans(policy: Policy) -> dict[str, list[str]]:
+    """Consecutive budgets that choose the same configurations, keyed by the smallest."""
+    spans: dict[str, list[str]] = {}
+    last: str | None = None
+    for budget, row in policy.budgets.items():
+        if last is not None and policy.budgets[last] == row:
+            spans[last].append(budget)
+        else:
+            spans[budget] = [budget]
+            last = budget
+    return spans
+
+
+def _budget_of(s: ConfigStats) -> float:
+    return float(s.config.split("@")[1]) if s.family == "adaptive" else 0.0
 
 
 def adaptive_markdown(comp: AdaptiveComparison) -> str:
     """Table of adaptive rows against matched-compute and full self-consistency, best-of-N."""
-    lines = ["| adaptive budget | choices per bin (easy→hard) | accuracy | gen tok | SC at matched "
-             "tokens | SC@N | BoN@N | tokens / SC@N |", "|" + "---|" * 8]
+    lines = ["| adaptive budget | choices per bin (easy→hard) | accuracy [95% CI] | gen tok | "
+             "SC at matched tokens | SC@N | BoN@N | tokens / SC@N |", "|" + "---|" * 8]
     for r in comp.rows:
         a, m, f, b = r["adaptive"], r["matched_sc"], r["sc_full"], r["bon_full"]
         budget = a.config.split("@")[1]
-        picks = ", ".join(c.label for c in comp.policy.budgets[budget])
+        picks = ", ".join(_cell(c.label) for c in comp.policy.budgets[budget])
+        span = comp.spans.get(budget, [budget])
+        shown = budget if len(span) == 1 else f"{span[0]} to {span[-1]}"
         lines.append(
-            f"| {budget} | {picks} | {_ci(a, 'correct')} | {a.mean['generated_tokens']:.0f} | "
-            f"{m.config}: {m.accuracy:.3f} ({m.mean['generated_tokens']:.0f} tok) | "
+            f"| {shown} | {picks} | {_ci(a, 'correct')} | {a.mean['generated_tokens']:.0f} | "
+            f"{_cell(m.config)}: {m.accuracy:.3f} ({m.mean['generated_tokens']:.0f} tok) | "
             f"{f.accuracy:.3f} ({f.mean['generated_tokens']:.0f} tok) | "
             f"{(f'{b.accuracy:.3f}') if b else '-'} | {r['token_ratio']:.2f} |")
     return "\n".join(lines)
 
 
-def describe_bins(edges: Sequence[float]) -> str:
-    """The policy's difficulty bins in words, e.g. ``2 bins, cut at agreement 0.625``."""
-    if not edges:
-        return "one bin (the probe found no cut between easy and hard problems)"
-    cuts = ", ".join(f"{e:.3g}" for e in edges)
-    return f"{len(edges) + 1} bins, cut at {cuts}"
+def winners_markdown(policy: Policy) -> str:
+    """Per budget (numeric order) the configuration each bin runs, and its family; budgets
+    with the same choices share a row."""
+    head = " | ".join(f"bin {b}{' (easiest)' if b == 1 else ''}"
+                      f"{' (hardest)' if b == policy.bins and b > 1 else ''}"
+                      for b in range(1, policy.bins + 1))
+    lines = [f"| budget ({policy.unit}) | {head} |", "|" + "---|" * (policy.bins + 1)]
+    for first, budgets in budget_spans(policy).items():
+        row = policy.budgets[first]
+        cells = []
+        for b, c in enumerate(row, start=1):
+            acc = policy.table.get(str(b), {}).get(c.label)
+            measured = f" (acc {acc[0]:.2f}, cost {acc[1]:.4g})" if acc else ""
+            cells.append(f"**{c.family}**: {_cell(c.label)}{measured}")
+        span = budgets[0] if len(budgets) == 1 else f"{budgets[0]} to {budgets[-1]}"
+        lines.append(f"| {span} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def describe_bins(policy: Policy) -> str:
+    """The policy's difficulty bins in words, e.g. ``2 bins by agreement: bin 1 ≥ 0.75, ...``."""
+    stat = (f"{policy.statistic} of the first {policy.probe_k} samples"
+            if policy.statistic == "agreement" else
+            f"mean verifier score of the first {policy.probe_k} samples")
+    if not policy.edges:
+        text = (f"one probe bin: {stat} did not separate the training problems, so no cut "
+                "was fitted")
+        if policy.feature_cut is None:
+            return text + " and every problem gets the same configuration per budget"
+        return (text + f"; split by question length at {policy.feature_cut:.0f} characters "
+                "into bin 1 (short) and bin 2 (long)")
+    bounds = [float("inf"), *policy.edges, float("-inf")]
+    parts = []
+    for b in range(1, policy.bins + 1):
+        hi, lo = bounds[b - 1], bounds[b]
+        if hi == float("inf"):
+            parts.append(f"bin {b} (easiest) {stat} ≥ {lo:.3g}")
+        elif lo == float("-inf"):
+            parts.append(f"bin {b} (hardest) < {hi:.3g}")
+        else:
+            parts.append(f"bin {b} {lo:.3g} to {hi:.3g}")
+    text = f"{len(parts)} bins cut at {', '.join(f'{e:.3g}' for e in policy.edges)}: " + \
+        "; ".join(parts)
+    if policy.feature_cut is not None:
+        text += (f"; each split by question length at {policy.feature_cut:.0f} characters "
+                 f"into {policy.bins} bins (odd: short, even: long)")
+    return text
 
 
 def write_per_problem(points: Sequence[Point], path: Path) -> None:
@@ -169,10 +238,14 @@ def build_report(records: Sequence[dict[str, Any]], out: Path, *, title: str = "
             f"Held-out problems ({len(comp.policy.heldout)}): adaptive vs fixed strategies",
             out / "adaptive_heldout.png")
         md += ["## Adaptive policy on held-out problems", "", comp.headline, "",
-               f"Probe: first {comp.policy.probe_k} samples, statistic "
-               f"{comp.policy.statistic}, {describe_bins(comp.policy.edges)}; "
-               f"fitted on {len(comp.policy.train)} problems, evaluated on "
-               f"{len(comp.policy.heldout)}.", "", adaptive_markdown(comp), ""]
+               f"Difficulty bins: {describe_bins(comp.policy)}. Fitted on "
+               f"{len(comp.policy.train)} problems, evaluated on {len(comp.policy.heldout)}; "
+               f"budgets count {comp.policy.unit} per problem, probe included.", "",
+               "### Which configuration wins per bin at each budget", "",
+               winners_markdown(comp.policy), "",
+               "### Adaptive against matched compute", "", adaptive_markdown(comp), "",
+               "### Every configuration on the held-out problems", "",
+               markdown_table(comp.stats), ""]
     elif adaptive_note:
         md += ["## Adaptive policy", "", adaptive_note, ""]
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")
@@ -182,28 +255,14 @@ def build_report(records: Sequence[dict[str, Any]], out: Path, *, title: str = "
 
 
 def _html(title: str, md: Sequence[str], files: dict[str, Path]) -> str:
-    body = []
-    table: list[str] = []
-    for line in [*"\n".join(md).splitlines(), ""]:
-        if line.startswith("|"):
-            if not line.startswith("|---"):
-                cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
-                tag = "th" if not table else "td"
-                table.append("<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
-            continue
-        if table:
-            body.append("<table>" + "".join(table) + "</table>")
-            table = []
-        if line.startswith("## "):
-            body.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif line.startswith("# "):
-            body.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line:
-            body.append(f"<p>{html.escape(line.lstrip('- '))}</p>")
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render("\n".join(md))
     imgs = "".join(f'<figure><img src="{p.name}" alt="{k}"><figcaption>{k}</figcaption></figure>'
                    for k, p in files.items())
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:"
-             "collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 1em}"
+             "table{border-collapse:collapse;font-size:13px;margin:1em 0}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}"
              "img{max-width:100%}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-            f"</title><style>{style}</style></head><body>{''.join(body)}{imgs}</body></html>")
+            f"</title><style>{style}</style></head><body>{body}{imgs}</body></html>")

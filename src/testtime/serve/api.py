@@ -99,7 +99,9 @@ async def _serve(request: Request, body: ChatCompletionRequest | CompletionReque
         opts = body.testtime or TesttimeOptions()
         effort = getattr(body, "reasoning_effort", None)
         preset_budget = None
-        if effort is not None and opts.strategy is None:
+        if opts.strategy is None and gw.router.is_auto(body.model):
+            route = gw.router.auto_route(effort)
+        elif effort is not None and opts.strategy is None:
             route, preset_budget = gw.router.resolve_effort(effort)
         else:
             route = gw.router.resolve(body.model, opts.strategy)

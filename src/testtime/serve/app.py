@@ -17,6 +17,7 @@ from testtime.serve.errors import ApiError, install_handlers
 from testtime.serve.gateway import Gateway
 from testtime.serve.middleware import GatewayMiddleware
 from testtime.serve.routing import Router
+from testtime.strategies.adaptive import PolicyError
 
 log = logging.getLogger("testtime.serve")
 
@@ -39,6 +40,8 @@ def create_app(config: ServeConfig, backend: Backend | None = None) -> FastAPI:
         routes = Router(config, upstream_name(config, engine))
     except ApiError as exc:
         raise ConfigError(f"invalid strategy in config: {exc.message}") from None
+    except PolicyError as exc:
+        raise ConfigError(f"invalid policy in config: {exc}") from None
     gw = Gateway(config, engine, routes)
     logs.configure(config.log_level)
 

@@ -117,6 +117,16 @@ class ServeConfig(BaseModel):
         description="reasoning_effort level → {strategy, budget}, e.g. "
                     "high = {strategy = \"self-consistency:n=16\", budget = \"tokens=32768\"}; "
                     "a level not listed here is refused")
+    policy: str | None = Field(
+        default=None,
+        description="compute-optimal policy served as model auto@MODEL: a policy JSON from "
+                    "`testtime fit-policy` or a shipped policy's name; default: the shipped "
+                    "policy of the served model, if there is one and adaptive is allowed")
+    policy_budgets: dict[Literal["none", "minimal", "low", "medium", "high"], float] = Field(
+        default_factory=dict,
+        description="auto@MODEL's budget (in the policy's unit) per reasoning_effort level; "
+                    "default: low, medium, high = the policy's smallest, middle and largest "
+                    "fitted budget; medium when the request names no level")
     keepalive: float = Field(default=10.0, gt=0, le=300,
                              description="seconds between SSE keep-alive comments while a "
                                          "streamed request's strategy works")
@@ -144,6 +154,14 @@ class ServeConfig(BaseModel):
         if unknown:
             raise ValueError(f"unknown verifier(s) {', '.join(unknown)}; known: "
                              f"{', '.join(verifiers.names())}")
+        return value
+
+    @field_validator("policy_budgets")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in value.items() if not v > 0]
+        if bad:
+            raise ValueError(f"budgets must be positive numbers ({', '.join(bad)})")
         return value
 
     @field_validator("request_budget")

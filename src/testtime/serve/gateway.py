@@ -27,7 +27,7 @@ from testtime.serve.errors import ApiError
 from testtime.serve.metrics import Metrics
 from testtime.serve.protection import Caller, KeyGuard, Limiter
 from testtime.serve.routing import Router
-from testtime.strategies.adaptive import PolicyError
+from testtime.strategies.adaptive import PolicyError, load_policy
 from testtime.strategies.base import Context
 from testtime.strategies.single import Single
 from testtime.strategies.voting import tally
@@ -83,6 +83,19 @@ stop strings, logprobs, tools and response formats mean what the client meant.""
 WHOLE_ANSWER_FIELDS = ("stop", "logprobs", "top_logprobs", "tools", "response_format")
 
 
+def whole_answers(strategy: Any) -> bool:
+    """Whether every sample ``strategy`` takes is a whole reply (for ``adaptive``: whatever
+    its policy may choose)."""
+    name = getattr(strategy, "registered_name", "")
+    if name == "adaptive":
+        try:
+            policy = load_policy(strategy.policy)
+        except PolicyError:
+            return False  # running it reports the policy error (a 400)
+        return all(c.name in WHOLE_ANSWERS for row in policy.budgets.values() for c in row)
+    return name in WHOLE_ANSWERS
+
+
 def request_fields(body: Any, strategy: Any, problems: list[Problem]) -> dict[str, Any]:
     """The request's sampling options for every generation (``Context.request``).
 
@@ -110,7 +123,7 @@ def request_fields(body: Any, strategy: Any, problems: list[Problem]) -> dict[st
         out["logprobs"] = True
         out["top_logprobs"] = body.top_logprobs or 0
     name = getattr(strategy, "registered_name", "")
-    if name not in WHOLE_ANSWERS:
+    if not whole_answers(strategy):
         asked = {k for k in WHOLE_ANSWER_FIELDS if k in out}
         asked |= {k for k in ("tools", "response_format")
                   for p in problems if getattr(p.options, k)}

@@ -116,12 +116,18 @@ def message_body(result: Result) -> dict[str, Any]:
     return message
 
 
+ADAPTIVE_KEYS = ("choice", "choice_spec", "predicted_bin", "probe_statistic", "policy_budget")
+"""What ``adaptive`` (auto@MODEL) reports of its decision in every reply."""
+
+
 def details_body(result: Result, full: bool) -> dict[str, Any]:
     """The ``testtime`` extension of a choice: strategy and answer, plus evidence if asked."""
     out: dict[str, Any] = {"strategy": result.strategy, "answer": result.answer,
                            "budget_exhausted": result.budget_exhausted}
     if "aggregation" in result.extra:
         out["aggregation"] = result.extra["aggregation"]
+    if "choice" in result.extra:
+        out["adaptive"] = {k: result.extra[k] for k in ADAPTIVE_KEYS if k in result.extra}
     if full:
         out["votes"] = result.votes
         out["candidates"] = [

@@ -5,7 +5,9 @@ Model names the gateway understands:
 - the upstream model's id (``smollm2-135m``): the server's default strategy;
 - a configured alias (``sc8``): its spec;
 - ``SPEC@MODEL`` (``self-consistency:n=8@smollm2-135m``): SPEC (or an alias) on MODEL;
-- a bare strategy spec (``self-consistency:n=8``).
+- a bare strategy spec (``self-consistency:n=8``);
+- ``auto@MODEL``: the operator's compute-optimal policy (``adaptive``), whose budget follows
+  the request's ``reasoning_effort`` (low, medium, high).
 
 The operator's specs (default strategy, aliases) have full power; every other spec came from
 the request and is built in the spec parser's client mode (:class:`ClientPolicy`).
@@ -31,6 +33,13 @@ from testtime.registry import (
 from testtime.serve.config import ServeConfig
 from testtime.serve.errors import ApiError
 from testtime.strategies import strategies
+from testtime.strategies.adaptive import (
+    Policy,
+    PolicyError,
+    load_policy,
+    read_policy,
+    shipped_policies,
+)
 
 KEPT_STRATEGIES = 256
 
@@ -59,11 +68,55 @@ class Router:
         self.policy: ClientPolicy = config.client_policy()
         self._cache: OrderedDict[tuple[str, bool], Any] = OrderedDict()
         self.created = int(time.time())
+        self.auto: str | None = None
+        self.auto_budgets: dict[str, float] = {}
+        self.serve_policy(config.policy or (upstream_model if upstream_model in
+                                            shipped_policies() else None),
+                          explicit=config.policy is not None)
         self._build(config.default_strategy, "default_strategy", client=False)
         for alias, spec in config.strategies.items():
             self._build(spec, f"strategies.{alias}", client=False)
         for level, preset in config.reasoning_effort.items():
             self._build(preset.strategy, f"reasoning_effort.{level}", client=False)
+
+    def serve_policy(self, ref: str | None, *, explicit: bool) -> None:
+        """Offer ``auto@MODEL`` from the policy ``ref`` (checked now: PolicyError if unusable).
+
+        Without an explicit policy, none is offered where ``adaptive`` is not allowed; an
+        explicit one there is a configuration error.
+        """
+        allowed = self.config.allowed_strategies
+        if ref is None or (allowed is not None and "adaptive" not in allowed):
+            if ref is not None and explicit:
+                raise PolicyError(f"policy {ref!r} is configured but allowed_strategies does "
+                                  "not include 'adaptive', which serves it")
+            self.auto, self.auto_budgets = None, {}
+            return
+        policy: Policy = read_policy(ref)
+        load_policy(ref)  # from now on a broken edit keeps this version serving
+        self.auto = ref
+        self.auto_budgets = {**policy.levels(),
+                             **{str(k): v for k, v in self.config.policy_budgets.items()}}
+
+    def auto_route(self, level: str | None) -> Route:
+        """The Route of ``auto@MODEL`` at a ``reasoning_effort`` level (default medium)."""
+        if self.auto is None:
+            raise ApiError(404, "auto@MODEL needs a compute-optimal policy, and this server "
+                           "has none (the operator sets `policy`)", "model_not_found", "model")
+        budget = self.auto_budgets.get(level or "medium")
+        if budget is None:
+            raise ApiError(400, f"reasoning_effort {level!r} has no budget for auto@MODEL "
+                           f"(offered: {', '.join(self.auto_budgets)})", "unsupported_value",
+                           "reasoning_effort")
+        spec = f"adaptive:policy=[{self.auto}],budget={budget!r}"
+        return Route(spec=spec, strategy=self._build(spec, "model", client=False))
+
+    def is_auto(self, model: str) -> bool:
+        """Whether ``model`` names the compute-optimal policy (``auto@MODEL``, or ``auto``
+        unless the operator has an alias of that name)."""
+        if model == "auto":
+            return "auto" not in self.config.strategies
+        return model == f"auto@{self.upstream_model}"
 
     def resolve_effort(self, level: str) -> tuple[Route, str | None]:
         """The operator's preset for a ``reasoning_effort`` level: its Route and budget."""
@@ -136,6 +189,10 @@ class Router:
                     "owned_by": "testtime", "testtime": {"strategy": redact(strategies, spec)}}
 
         out = [entry(self.upstream_model, self.config.default_strategy)]
+        if self.auto is not None:
+            out.append(entry(f"auto@{self.upstream_model}",
+                             f"adaptive:policy=[{self.auto}],"
+                             f"budget={self.auto_budgets['medium']!r}"))
         out += [entry(alias, spec) for alias, spec in self.config.strategies.items()]
         names = self.config.allowed_strategies or strategies.names()
         out += [entry(f"{name}@{self.upstream_model}", name) for name in names

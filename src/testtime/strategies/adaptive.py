@@ -1,48 +1,115 @@
-"""Compute-optimal adaptive scaling (after Snell et al., 2024).
+"""Compute-optimal adaptive scaling (after Snell et al., 2024), over every strategy family.
 
 Probe the problem with a few samples, predict its difficulty bin from how much they agree (or
-from their mean verifier score), then run the configuration a fitted policy chose for that bin
-and budget. The probe samples are reused by the chosen configuration, and everything is spent
-through one Context, so the probe's cost is counted against the same Budget.
+from their mean verifier score), then run the strategy a fitted policy chose for that bin and
+budget: majority, weighted or best-of at some k, early stopping, beam search, revision, any
+registered spec. Everything is spent through one Context, so the probe counts against the same
+Budget, and the probe's samples are offered to the chosen strategy, which reuses them when it
+samples the same prompt with the same settings (majority@8 draws 8 - probe more).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from testtime.answers import group_answers
-from testtime.strategies.base import Context, StrategySettings, strategies
+from testtime.answers import extract_answer, group_answers
+from testtime.chat import split_reasoning
+from testtime.registry import SpecError, split_spec
+from testtime.strategies.base import Context, StrategySettings, make_strategy, strategies
 from testtime.strategies.voting import vote
 from testtime.types import Candidate, Problem, Result
 from testtime.verifiers.base import make_verifier
 from testtime.verifiers.confidence import ConfidenceVerifier
 
-Family = Literal["majority", "weighted", "best-of"]
 Statistic = Literal["agreement", "score"]
+Unit = Literal["tokens", "flops", "seconds"]
+SAMPLING_FAMILIES = {"self-consistency": "majority", "weighted-vote": "weighted",
+                     "best-of-n": "best-of"}
+"""Sampling strategies whose k-sample runs are scored from one sampled pool, by family."""
+SPEC_OF_FAMILY = {v: k for k, v in SAMPLING_FAMILIES.items()}
+POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
+log = logging.getLogger("testtime.policy")
 
 
 class PolicyError(ValueError):
     """A policy file that is missing or malformed."""
 
 
+@lru_cache(maxsize=256)
+def _built(spec: str) -> Any:
+    return make_strategy(spec)
+
+
 class Choice(BaseModel):
-    """A sampling configuration: how to aggregate k samples."""
+    """One candidate configuration: a strategy spec, as the spec parser reads it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    family: Family
-    k: int = Field(ge=1)
+    spec: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _family_at_k(cls, value: Any) -> Any:
+        """Policies written before specs (``{"family": "majority", "k": 8}``) still load."""
+        if isinstance(value, dict) and "family" in value and "spec" not in value:
+            return {"spec": f"{SPEC_OF_FAMILY[value['family']]}:n={int(value['k'])}"}
+        return value
+
+    @field_validator("spec")
+    @classmethod
+    def _builds(cls, spec: str) -> str:
+        name, _ = split_spec(spec)
+        if name == "adaptive":
+            raise ValueError("a policy cannot choose the adaptive strategy itself")
+        _built(spec)
+        return spec
+
+    @property
+    def name(self) -> str:
+        """The registered strategy name."""
+        return split_spec(self.spec)[0]
+
+    @property
+    def family(self) -> str:
+        """``majority``/``weighted``/``best-of`` for sampling specs, else the strategy name."""
+        return SAMPLING_FAMILIES.get(self.name, self.name)
+
+    @property
+    def k(self) -> int:
+        """Samples of a sampling configuration (0 for other strategies)."""
+        if self.name not in SAMPLING_FAMILIES:
+            return 0
+        return int(getattr(_built(self.spec), "n", 1))
 
     @property
     def label(self) -> str:
-        """Short name, e.g. ``majority@8``."""
-        return f"{self.family}@{self.k}"
+        """Short name: ``majority@8`` for sampling, else the spec itself."""
+        return f"{self.family}@{self.k}" if self.k else self.spec
+
+    def strategy(self) -> Any:
+        """The built strategy (built once per spec)."""
+        return _built(self.spec)
+
+
+def sampling_spec(source: str, family: str, k: int) -> str:
+    """The spec of ``family`` at k samples with ``source``'s sampler settings and verifier."""
+    _, opts = split_spec(source)
+    keep = {"temperature", "max_tokens", "top_p", "top_k", "min_p", "repeat_penalty"}
+    if family != "majority":
+        keep.add("verifier")
+    items = [f"n={k}"] + [f"{key}={_quoted(v)}" for key, v in opts.items() if key in keep]
+    return f"{SPEC_OF_FAMILY[family]}:{','.join(items)}"
+
+
+def _quoted(value: str) -> str:
+    return f"[{value}]" if any(ch in value for ch in ",:=") else value
 
 
 class Policy(BaseModel):
@@ -53,11 +120,20 @@ class Policy(BaseModel):
     probe_k: int = Field(ge=1)
     statistic: Statistic = "agreement"
     edges: list[float] = Field(description="probe statistic cut points, easiest bin first")
+    feature: Literal["prompt_chars"] | None = Field(
+        default=None, description="a cheap prompt feature splitting every probe bin in two")
+    feature_cut: float | None = Field(
+        default=None, description="prompts up to this many characters go to the first half")
+    unit: Unit = Field(default="tokens", description="what budgets count: generated + verifier "
+                       "tokens, FLOPs or seconds per problem, probe included")
     budgets: dict[str, list[Choice]] = Field(
-        description="generated-token budget per problem → one Choice per bin (1 = easiest)")
+        description="budget per problem (in ``unit``) → one Choice per bin (1 = easiest)")
     temperature: float = 0.8
     max_tokens: int = 512
     verifier: str | None = None
+    table: dict[str, dict[str, list[float]]] = Field(
+        default_factory=dict,
+        description="bin → configuration → [accuracy, cost, problems] on the training split")
     train: list[str] = Field(default_factory=list)
     heldout: list[str] = Field(default_factory=list)
     source: str = ""
@@ -69,42 +145,106 @@ class Policy(BaseModel):
         try:
             return dict(sorted(budgets.items(), key=lambda kv: float(kv[0])))
         except ValueError:
-            raise ValueError("budget keys must be numbers of tokens") from None
+            raise ValueError("budget keys must be numbers") from None
+
+    @model_validator(mode="after")
+    def _feature_has_cut(self) -> Policy:
+        if (self.feature is None) != (self.feature_cut is None):
+            raise ValueError("feature and feature_cut go together")
+        return self
 
     @property
     def bins(self) -> int:
         """Number of difficulty bins."""
-        return len(self.edges) + 1
+        return (len(self.edges) + 1) * (2 if self.feature_cut is not None else 1)
 
-    def predict(self, statistic: float) -> int:
-        """Predicted bin (1 = easiest) of a problem whose probe gave ``statistic``."""
-        return 1 + sum(1 for e in self.edges if statistic < e)
+    def predict(self, statistic: float, chars: float = 0.0) -> int:
+        """Predicted bin (1 = easiest) of a problem whose probe gave ``statistic``; with a
+        prompt feature, each probe bin splits into short (odd) and long (even) prompts."""
+        probe = 1 + sum(1 for e in self.edges if statistic < e)
+        if self.feature_cut is None:
+            return probe
+        return 2 * probe - (0 if chars > self.feature_cut else 1)
 
     def choose(self, bin_: int, budget: float) -> tuple[str, Choice]:
         """The choice for a bin under the largest fitted budget not above ``budget``."""
-        fitted = sorted(self.budgets, key=float)
+        fitted = list(self.budgets)
         fits = [b for b in fitted if float(b) <= budget] or fitted[:1]
         key = fits[-1]
         return key, self.budgets[key][bin_ - 1]
+
+    def levels(self) -> dict[str, float]:
+        """``low``/``medium``/``high`` → the smallest, middle and largest fitted budget."""
+        keys = list(self.budgets)
+        return {"low": float(keys[0]), "medium": float(keys[(len(keys) - 1) // 2]),
+                "high": float(keys[-1])}
 
     def save(self, path: Path) -> None:
         """Write the policy as JSON."""
         path.write_text(self.model_dump_json(indent=1))
 
 
-@lru_cache(maxsize=16)
-def load_policy(path: str) -> Policy:
-    """Read a policy file written by ``testtime fit-policy``; PolicyError if unusable."""
-    p = Path(path).expanduser()
+def shipped_policies() -> list[str]:
+    """Names of the policies that ship with testtime (one per model)."""
+    return sorted(p.stem for p in POLICY_DIR.glob("*.json"))
+
+
+def policy_path(ref: str) -> Path:
+    """The file of a policy reference: a shipped policy's name (a model id), else a path."""
+    if "/" not in ref and not ref.endswith(".json"):
+        shipped = POLICY_DIR / f"{ref}.json"
+        if shipped.is_file():
+            return shipped
+        raise PolicyError(f"no shipped policy named {ref!r} (shipped: "
+                          f"{', '.join(shipped_policies()) or 'none'}); give a policy file path")
+    return Path(ref).expanduser()
+
+
+def read_policy(ref: str) -> Policy:
+    """Read and check a policy now (no cache); PolicyError if it is unusable."""
+    p = policy_path(ref)
     if not p.is_file():
-        raise PolicyError(f"policy file {path!r} does not exist")
+        raise PolicyError(f"policy file {ref!r} does not exist")
     try:
         policy = Policy.model_validate(json.loads(p.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, ValidationError) as exc:
+    except (json.JSONDecodeError, ValidationError, SpecError) as exc:
         first = str(exc).splitlines()[0]
-        raise PolicyError(f"policy file {path!r} is not a valid policy: {first}") from None
-    if any(len(row) != policy.bins for row in policy.budgets.values()) or not policy.budgets:
-        raise PolicyError(f"policy file {path!r}: each budget needs one choice per bin")
+        detail = str(exc).splitlines()[1:3] if isinstance(exc, ValidationError) else []
+        raise PolicyError(f"policy file {ref!r} is not a valid policy: "
+                          f"{' '.join([first, *[d.strip() for d in detail]])}") from None
+    if not policy.budgets or any(len(row) != policy.bins for row in policy.budgets.values()):
+        raise PolicyError(f"policy file {ref!r}: each budget needs one choice per bin")
+    return policy
+
+
+_loaded: dict[str, tuple[tuple[int, int], Policy]] = {}
+
+
+def load_policy(ref: str) -> Policy:
+    """The policy at ``ref``, reread whenever its file changes on disk.
+
+    A file that changes into something unusable keeps the last good policy serving (with a
+    warning in the log); with no good version yet, PolicyError.
+    """
+    p = policy_path(ref)
+    try:
+        st = p.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        stamp = (-1, -1)
+    held = _loaded.get(ref)
+    if held is not None and held[0] == stamp:
+        return held[1]
+    try:
+        policy = read_policy(ref)
+    except PolicyError as exc:
+        if held is None:
+            raise
+        log.warning("policy file changed but cannot be used; keeping the last good one",
+                    extra={"error": str(exc)})
+        _loaded[ref] = (stamp, held[1])
+        return held[1]
+    _loaded[ref] = (stamp, policy)
     return policy
 
 
@@ -116,51 +256,50 @@ def agreement(answers: Sequence[str | None]) -> float:
     return max(classes.count(c) for c in set(classes)) / len(answers)
 
 
+def probe_answers(candidates: Sequence[Candidate]) -> list[str | None]:
+    """The answers the agreement probe compares: the candidates' own, or, when none has one
+    (a free-text chat reply marks no final answer), the last number of each reply."""
+    if any(c.answer is not None for c in candidates):
+        return [c.answer for c in candidates]
+    return [extract_answer(split_reasoning(c.text)[1] or c.text) for c in candidates]
+
+
 def mean_score(scores: Sequence[float | None]) -> float:
     """Mean verifier score of the probe samples."""
     vals = [s for s in scores if s is not None]
     return sum(vals) / len(vals) if vals else 0.0
 
 
-def aggregate(choice: Choice, candidates: Sequence[Candidate]
-              ) -> tuple[str | None, dict[str, float]]:
-    """The answer a configuration gives from its candidates."""
-    if choice.family == "majority":
-        return vote(candidates)
-    weights = [c.score.value if c.score else 0.0 for c in candidates]
-    if choice.family == "weighted":
-        return vote(candidates, weights)
-    best = max(range(len(candidates)),
-               key=lambda i: (candidates[i].has_answer, weights[i], -i), default=None)
-    return (candidates[best].answer if best is not None else None), {}
-
-
 @strategies.register("adaptive")
 class Adaptive(StrategySettings):
     """Probe, predict the difficulty bin, then run the policy's choice for that bin and budget."""
 
-    policy: str = Field(description="policy JSON written by `testtime fit-policy`")
-    budget: float = Field(gt=0, description="generated tokens per problem the policy may plan")
+    policy: str = Field(description="policy JSON written by `testtime fit-policy`, or the name "
+                        "of a shipped policy")
+    budget: float = Field(gt=0, description="budget per problem the policy may plan, in the "
+                          "policy's unit (generated tokens unless it says otherwise)")
 
     async def run(self, problem: Problem, ctx: Context) -> Result:
-        """Probe, choose, sample the rest, aggregate."""
+        """Probe, choose, then run the choice on the same Context with the probe on offer."""
         policy = load_policy(self.policy)
         spec = self.verifier or policy.verifier
         ctx.verifier = make_verifier(spec) if spec else ctx.verifier or ConfidenceVerifier()
         temp, max_tokens = policy.temperature, policy.max_tokens
-        cands = await ctx.sample(problem, policy.probe_k, temperature=temp, max_tokens=max_tokens)
+        probe = await ctx.sample(problem, policy.probe_k, temperature=temp,
+                                 max_tokens=max_tokens)
         if policy.statistic == "score":
-            cands = await ctx.score(problem, cands)
-            stat = mean_score([c.score.value if c.score else None for c in cands])
+            probe = await ctx.score(problem, probe)
+            stat = mean_score([c.score.value if c.score else None for c in probe])
         else:
-            stat = agreement([c.answer for c in cands])
-        bin_ = policy.predict(stat)
+            stat = agreement(probe_answers(probe))
+        bin_ = policy.predict(stat, len(problem.question))
         row, choice = policy.choose(bin_, self.budget)
-        if choice.k > len(cands) and not ctx.exhausted:
-            cands += await ctx.sample(problem, choice.k - len(cands), temperature=temp,
-                                      max_tokens=max_tokens)
-        if choice.family != "majority" and any(c.score is None for c in cands):
-            cands = await ctx.score(problem, cands)
-        answer, votes = aggregate(choice, cands)
-        return ctx.result(problem, answer, cands, votes=votes, probe_statistic=stat,
-                          predicted_bin=bin_, choice=choice.label, policy_budget=row)
+        chosen: dict[str, Any] = {"probe_statistic": round(stat, 4), "predicted_bin": bin_,
+                  "choice": choice.label, "choice_spec": choice.spec, "policy_budget": row}
+        if ctx.exhausted:
+            answer, votes = vote(probe)
+            return ctx.result(problem, answer, probe, votes=votes, **chosen)
+        ctx.offer(problem, probe, temperature=temp, max_tokens=max_tokens,
+                  logprobs=bool(ctx.verifier is not None and ctx.verifier.needs_logprobs))
+        result = await choice.strategy().run(problem, ctx)
+        return result.model_copy(update={"extra": {**result.extra, **chosen}})

@@ -50,6 +50,7 @@ class Context:
     ``request`` holds what the caller asks of every generation (``stop`` strings added to the
     strategy's own, ``logprobs``, ``top_logprobs``); ``on_sample`` is told of each
     batch of candidates as it is sampled (the gateway streams progress from it).
+    ``offer`` leaves already-paid samples for whatever strategy samples the same prompt next.
     """
 
     backend: Backend
@@ -63,6 +64,7 @@ class Context:
     trace: list[dict[str, Any]] = field(default_factory=list)
     request: dict[str, Any] = field(default_factory=dict)
     on_sample: Callable[[Sequence[Candidate]], None] | None = None
+    offered: list[tuple[GenerationRequest, list[Candidate]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.ledger = Ledger(budget=self.budget, cost=self.backend.cost)
@@ -124,11 +126,40 @@ class Context:
         req = GenerationRequest(prompt=p, n=n, temperature=temperature, max_tokens=max_tokens,
                                 stop=tuple(stop), logprobs=want_lp or top_logprobs > 0,
                                 top_logprobs=top_logprobs)
-        gen = await self.generate(req)
+        reused = self.take_offered(req)
+        if len(reused) == n:
+            return reused
+        gen = await self.generate(req.model_copy(update={"n": n - len(reused)}))
         kind = prompt.kind if isinstance(prompt, Problem) else "math"
         out = [self.candidate(p, c, kind) for c in gen.completions]
         if self.on_sample is not None and out:
             self.on_sample(out)
+        return reused + out
+
+    def offer(self, prompt: Problem | Prompt, candidates: Sequence[Candidate], *,
+              temperature: float, max_tokens: int, logprobs: bool = False) -> None:
+        """Let the next ``sample`` of the same prompt and settings reuse ``candidates``.
+
+        A probe's samples are already paid for; a strategy run after it on the same Context
+        gets them first and samples only the rest.
+        """
+        p = prompt.prompt() if isinstance(prompt, Problem) else prompt
+        req = GenerationRequest(prompt=p, n=len(candidates), temperature=temperature,
+                                max_tokens=max_tokens, logprobs=logprobs)
+        self.offered.append((req, list(candidates)))
+
+    def take_offered(self, req: GenerationRequest) -> list[Candidate]:
+        """Up to ``req.n`` offered candidates sampled exactly as ``req`` asks, removed."""
+        out: list[Candidate] = []
+        for have, cands in self.offered:
+            if (have.prompt == req.prompt and have.temperature == req.temperature
+                    and have.max_tokens == req.max_tokens and have.stop == req.stop
+                    and (have.logprobs or not req.logprobs)
+                    and have.top_logprobs >= req.top_logprobs):
+                take = cands[:req.n - len(out)]
+                del cands[:len(take)]
+                out += take
+        self.offered = [(r, c) for r, c in self.offered if c]
         return out
 
     async def traces(self, prompt: Problem | Prompt, n: int, *, watch: Watcher | None = None,

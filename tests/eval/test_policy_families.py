@@ -1,0 +1,120 @@
+"""The fit across strategy families on synthetic sweep records whose right answer is known.
+
+Three kinds of problems, told apart by the agreement of the first 3 samples:
+- easy (probe 5,5,5): every sample is right, so majority@4 is right and cheapest;
+- medium (probe 5,5,3): majority@4 is right, beam search is wrong;
+- hard (probe 7,3,1): no sample is right, beam search is right for 300 tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from testtime.eval.policy import fit_policy, instances, outcome, simulate, unit_cost
+
+POOL = "weighted-vote:n=8,verifier=confidence"
+BEAM = "beam:n=4,width=2,verifier=confidence"
+PER_SAMPLE = 50
+SAMPLES = {"easy": ["5"] * 8, "medium": ["5", "5", "3", "5", "5", "5", "5", "5"],
+           "hard": ["7", "3", "1", "7", "3", "1", "2", "4"]}
+BEAM_RUN = {"easy": (True, 1000), "medium": (False, 300), "hard": (True, 300)}
+
+
+def _record(pid: str, strategy: str, correct: bool, candidates: list[dict[str, Any]],
+            generated: int) -> dict[str, Any]:
+    return {"task": "synthetic", "problem_id": pid, "strategy": strategy, "seed": 0,
+            "backend": "scripted", "budget": None, "verifier": None, "correct": correct,
+            "answer": None, "budget_exhausted": False, "candidates": candidates,
+            "usage": {"generated_tokens": generated, "verifier_tokens": 0, "prompt_tokens": 20,
+                      "calls": 1, "flops": generated * 1e9, "seconds": generated / 10}}
+
+
+def synthetic_records(per_kind: int = 20) -> list[dict[str, Any]]:
+    recs = []
+    for kind, answers in SAMPLES.items():
+        for i in range(per_kind):
+            pid = f"{kind}-{i}"
+            cands = [{"answer": a, "correct": a == "5", "generated_tokens": PER_SAMPLE,
+                      "score": 0.9 if a == "5" else 0.5} for a in answers]
+            recs.append(_record(pid, POOL, cands[0]["correct"], cands,
+                                PER_SAMPLE * len(cands)))
+            ok, tokens = BEAM_RUN[kind]
+            recs.append(_record(pid, BEAM, ok, [{"answer": "5" if ok else "8", "correct": ok,
+                                                 "generated_tokens": tokens, "score": 0.9}],
+                                tokens))
+    return recs
+
+
+def kind_of(policy_bin: int, policy: Any, recs: list[dict[str, Any]]) -> set[str]:
+    insts = instances(recs, policy.train, policy.probe_k, policy.statistic)
+    return {i.problem.split("/")[1].split("-")[0] for i in insts
+            if policy.predict(i.statistic) == policy_bin}
+
+
+def test_each_bin_gets_the_family_that_wins_it() -> None:
+    recs = synthetic_records()
+    policy = fit_policy(recs, probe_k=3, bins=3, budgets=[300])
+    assert policy.bins == 3
+    kinds = {b: kind_of(b, policy, recs) for b in range(1, 4)}
+    assert kinds == {1: {"easy"}, 2: {"medium"}, 3: {"hard"}}
+    row = [c.label for c in policy.budgets["300"]]
+    assert row[1] == "majority@4", "majority@4 suffices on the medium bin"
+    assert row[2] == BEAM and policy.budgets["300"][2].family == "beam", \
+        "beam search dominates the hard bin"
+    assert row[0] == "majority@4", "the cheapest right configuration on easy problems"
+
+
+def test_the_cost_constraint_holds_on_average_and_binds() -> None:
+    recs = synthetic_records()
+    policy = fit_policy(recs, probe_k=3, bins=3, budgets=[200, 250, 300, 1000])
+    insts = instances(recs, policy.train, policy.probe_k, policy.statistic)
+    for budget, row in policy.budgets.items():
+        costs = [unit_cost(outcome(i, row[policy.predict(i.statistic) - 1],
+                                   policy.probe_k)[1], "tokens") for i in insts]
+        assert np.mean(costs) <= float(budget) + 1e-9, budget
+    tight = [c.label for c in policy.budgets["250"]]
+    assert BEAM not in tight, "beam on the hard third does not fit 250 tokens on average"
+    held = simulate(policy, recs, policy.heldout, "300")
+    assert np.mean([p.correct for p in held]) == 1.0
+    assert np.mean([p.generated_tokens for p in held]) == pytest.approx(
+        np.mean([200 if p.problem.split("/")[1].startswith(("easy", "medium")) else 450
+                  for p in held]))
+
+
+def test_budgets_in_flops_or_seconds_and_verifier_tokens_count() -> None:
+    recs = synthetic_records()
+    for rec in recs:
+        if rec["strategy"] == BEAM:
+            rec["usage"]["verifier_tokens"] = 5000
+    policy = fit_policy(recs, probe_k=3, bins=3, budgets=[1000])
+    assert all(c.family != "beam" for c in policy.budgets["1000"]), \
+        "5000 verifier tokens a run price beam search out"
+    by_seconds = fit_policy(synthetic_records(), probe_k=3, bins=3, unit="seconds",
+                            budgets=[30])
+    assert by_seconds.unit == "seconds" and by_seconds.budgets["30"][2].family == "beam"
+
+
+def test_a_prompt_feature_splits_what_the_probe_cannot_tell_apart() -> None:
+    """Every probe agrees, but long questions are confidently wrong and need beam search."""
+    recs = []
+    for i in range(40):
+        long = i % 2 == 1
+        pid = f"{'long' if long else 'short'}-{i}"
+        answer = "6" if long else "5"
+        cands = [{"answer": answer, "correct": not long, "generated_tokens": PER_SAMPLE,
+                  "score": 0.9} for _ in range(8)]
+        question = "What is " + ("(1 + 2) * 3 - 4 * 5 + 6" * 4 if long else "1 + 4") + "?"
+        for rec in (_record(pid, POOL, not long, cands, PER_SAMPLE * 8),
+                    _record(pid, BEAM, True, [{"answer": "5", "correct": True,
+                                               "generated_tokens": 300, "score": 0.9}], 300)):
+            recs.append({**rec, "question": question})
+    plain = fit_policy(recs, probe_k=2, bins=3, budgets=[300])
+    assert plain.bins == 1 and plain.feature is None
+    split = fit_policy(recs, probe_k=2, bins=3, budgets=[300], feature="prompt_chars")
+    assert split.bins == 2 and split.feature_cut is not None
+    assert [c.label for c in split.budgets["300"]] == ["majority@2", BEAM]
+    held = simulate(split, recs, split.heldout, "300")
+    assert np.mean([p.correct for p in held]) == 1.0
