@@ -6,9 +6,14 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from testtime.backends.embedded import EmbeddedBackend
 from testtime.models import resolve
+
+# Tests assert behaviour, never wall-clock time: no per-example deadline on a busy machine.
+settings.register_profile("testtime", deadline=None)
+settings.load_profile("testtime")
 
 
 def _embedded(model: str, slots: int) -> Iterator[EmbeddedBackend]:

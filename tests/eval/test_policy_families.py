@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from testtime.eval.policy import fit_policy, instances, outcome, simulate, unit_cost
+from testtime.strategies import make_strategy
 
 POOL = "weighted-vote:n=8,verifier=confidence"
 BEAM = "beam:n=4,width=2,verifier=confidence"
@@ -118,3 +119,14 @@ def test_a_prompt_feature_splits_what_the_probe_cannot_tell_apart() -> None:
     assert [c.label for c in split.budgets["300"]] == ["majority@2", BEAM]
     held = simulate(split, recs, split.heldout, "300")
     assert np.mean([p.correct for p in held]) == 1.0
+
+
+@pytest.mark.parametrize("spec", ["deepconf:mode=online,n=8,warmup=4,batch=2",
+                                  "certainty-probe:n=4,probe_every=32,k=2"])
+def test_efficiency_strategies_have_a_place_in_the_choice_set(spec: str) -> None:
+    recs = [dict(r, strategy=spec) if r["strategy"] == BEAM else r
+            for r in synthetic_records()]
+    policy = fit_policy(recs, probe_k=3, bins=3, budgets=[300])
+    hard = policy.budgets["300"][2]
+    assert hard.label == spec and hard.family == spec.split(":")[0]
+    assert make_strategy(hard.label).registered_name == spec.split(":")[0]  # type: ignore[attr-defined]
