@@ -30,9 +30,12 @@ async def test_online_deepconf_stops_traces_and_bills_what_the_engine_counted(
     stopped = [c for c in result.candidates if c.completion.finish_reason == "stopped"]
     assert stopped and u.stopped_traces == len(stopped) == result.extra["stopped"]
     assert all(c.completion.generated_tokens < 96 for c in stopped)  # before their end
-    # Usage is the engine's per-trace count (timings.predicted_n), stopped traces included
-    assert u.generated_tokens == sum(c.completion.generated_tokens for c in result.candidates)
-    assert u.stopped_tokens == sum(c.completion.generated_tokens for c in stopped)
+    # Usage is the engine's per-trace count (timings.predicted_n), stopped traces included; a
+    # stopped trace's candidate may miss the one token the engine decoded as the stop arrived
+    seen = sum(c.completion.generated_tokens for c in result.candidates)
+    assert seen <= u.generated_tokens <= seen + u.stopped_traces
+    seen_stopped = sum(c.completion.generated_tokens for c in stopped)
+    assert seen_stopped <= u.stopped_tokens <= seen_stopped + u.stopped_traces
     engine = after["tokens_predicted_total"] - before["tokens_predicted_total"]
     # llama.cpp's own counter: what was reported, plus at most the one token each stopped
     # trace decoded while its stop reached the engine.

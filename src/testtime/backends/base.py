@@ -2,14 +2,52 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from testtime.budget import CostModel
+from testtime.budget import CostModel, stopped_sink
 from testtime.registry import Registry, SpecError, describe, split_spec
 from testtime.types import Completion, Generation, GenerationRequest, Piece
+
+
+async def stream_pieces(call: Callable[[Callable[[Piece], None]], Awaitable[Generation]],
+                        grace: float) -> AsyncIterator[Piece | Generation]:
+    """Run ``call(emit)`` as a task and yield every piece it emits (from any thread), then
+    its Generation. Closing the stream early cancels the call and waits up to ``grace``
+    seconds for it to report its stopped work; a call that finished just as the stream was
+    closed reports its Generation as stopped work all the same."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Piece | Generation | BaseException] = asyncio.Queue()
+
+    def emit(piece: Piece) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, piece)
+
+    sink = stopped_sink()
+    task = asyncio.ensure_future(call(emit))
+    task.add_done_callback(
+        lambda t: queue.put_nowait(t.exception() or t.result()) if not t.cancelled() else None)
+    delivered = False
+    try:
+        while True:
+            item = await queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            delivered = isinstance(item, Generation)
+            yield item
+            if delivered:
+                return
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({task}, timeout=grace)  # its stopped work is counted
+        elif not delivered and sink is not None and not task.cancelled() \
+                and task.exception() is None:
+            sink(task.result())
 
 
 class BackendError(RuntimeError):

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,7 @@ from testtime.backends.base import (
     backends,
     join_completions,
     part_request,
+    stream_pieces,
 )
 from testtime.backends.cpuload import ThreadGovernor, initial_threads
 from testtime.backends.slot_affinity import SlotAffinity
@@ -401,35 +402,11 @@ class EmbeddedBackend:
         """Yield the pieces of a single completion as they come (text, and the tokens'
         logprobs when asked for), then the Generation. Closing the stream stops the engine;
         what it generated until then is reported as stopped work."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Piece | Generation | BaseException] = asyncio.Queue()
+        def call(emit: Callable[[Piece], None]) -> Awaitable[Generation]:
+            return self._call(req, 0, 1, on_piece=lambda index, piece: emit(piece))
 
-        def on_piece(index: int, piece: Piece) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, piece)
-
-        sink = stopped_sink()
-        task = asyncio.ensure_future(self._call(req, 0, 1, on_piece=on_piece))
-        task.add_done_callback(
-            lambda t: queue.put_nowait(t.exception() or t.result())
-            if not t.cancelled() else None
-        )
-        delivered = False
-        try:
-            while True:
-                item = await queue.get()
-                if isinstance(item, BaseException):
-                    raise item
-                delivered = isinstance(item, Generation)
-                yield item
-                if delivered:
-                    return
-        finally:
-            if not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=STOP_GRACE)  # its stopped work is counted
-            elif not delivered and sink is not None and not task.cancelled() \
-                    and task.exception() is None:
-                sink(task.result())  # it finished as it was stopped: work done all the same
+        async for item in stream_pieces(call, STOP_GRACE):
+            yield item
 
     async def _call(self, req: GenerationRequest, offset: int, want: int, *,
                     on_admit: asyncio.Future[int] | None = None,

@@ -22,13 +22,12 @@ for online trace control; closing it closes the connection, so the server stops 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
 import httpx
@@ -42,6 +41,7 @@ from testtime.backends.base import (
     backends,
     join_completions,
     part_request,
+    stream_pieces,
 )
 from testtime.backends.embedded import ToolCallDeltas, chat_request, top_dict
 from testtime.budget import CostModel, ModelShape, stopped_sink
@@ -217,31 +217,11 @@ class OpenAIBackend:
         what it had streamed (llama.cpp's per-token timings, else one token per chunk) is
         reported as stopped work.
         """
-        queue: asyncio.Queue[Piece | Generation | BaseException] = asyncio.Queue()
-        sink = stopped_sink()
-        task = asyncio.ensure_future(self._one(req.model_copy(update={"n": 1}), 1,
-                                               on_piece=queue.put_nowait))
-        task.add_done_callback(
-            lambda t: queue.put_nowait(t.exception() or t.result())
-            if not t.cancelled() else None)
-        delivered = False
-        try:
-            while True:
-                item = await queue.get()
-                if isinstance(item, BaseException):
-                    raise item
-                delivered = isinstance(item, Generation)
-                yield item
-                if delivered:
-                    return
-        finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait({task}, timeout=5.0)
-            elif not delivered and sink is not None and not task.cancelled() \
-                    and task.exception() is None:
-                sink(task.result())
+        def call(emit: Callable[[Piece], None]) -> Awaitable[Generation]:
+            return self._one(req.model_copy(update={"n": 1}), 1, on_piece=emit)
+
+        async for item in stream_pieces(call, 5.0):
+            yield item
 
     async def _one(self, req: GenerationRequest, n: int,
                    on_piece: Callable[[Piece], None] | None = None) -> Generation:
