@@ -166,6 +166,8 @@ class GenerationRequest(Sampling):
     logprobs: bool = False
     top_logprobs: int = Field(default=0, ge=0, le=20,
                               description="alternatives per token (implies logprobs)")
+    continued: bool = Field(default=False, description="the caller may continue any of the "
+                            "samples (a step of a search): keep every sample's prompt cache")
 
 
 class Completion(Frozen):

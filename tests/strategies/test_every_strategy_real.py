@@ -40,6 +40,8 @@ SPECS = {
     "mcts": "mcts:iterations=2,width=2,rollouts=1,rollout_tokens=12,max_tokens=12,max_depth=2",
     "particle-filter": "particle-filter:n=2,max_tokens=12,max_depth=2",
     "adaptive": "adaptive:policy={policy},budget=64",
+    "deepconf": "deepconf:n=4,warmup=2,batch=2,window=4,max_tokens=24",
+    "certainty-probe": "certainty-probe:n=2,probe_every=8,k=2,max_tokens=24",
 }
 
 

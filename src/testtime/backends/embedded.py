@@ -364,14 +364,15 @@ class EmbeddedBackend:
         waits for more slots while the earlier ones run. Sample ``i`` is always seeded with
         ``seed + i``, however the request was divided.
 
-        A request that continues an assistant prefix is a step of a search, and the caller may
-        continue any of its samples next. llama.cpp keeps only the first sample's cache of an
-        ``n > 1`` call (the others' slots are cleared when they finish), so with slot affinity
-        each such sample runs as its own call and keeps its slot's cache for its continuation.
+        A request that continues an assistant prefix, or says it is ``continued`` (a step of a
+        search), may have any of its samples continued next. llama.cpp keeps only the first
+        sample's cache of an ``n > 1`` call (the others' slots are cleared when they finish),
+        so with slot affinity each such sample runs as its own call and keeps its slot's cache
+        for its continuation.
         """
         loop = asyncio.get_running_loop()
         calls: list[asyncio.Task[Generation]] = []
-        per_call = 1 if req.prompt.prefix and self._pinned else req.n
+        per_call = 1 if (req.prompt.prefix or req.continued) and self._pinned else req.n
         try:
             placed = 0
             while placed < req.n:

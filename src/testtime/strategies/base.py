@@ -118,14 +118,16 @@ class Context:
 
     async def sample(self, prompt: Problem | Prompt, n: int, *, temperature: float = 0.8,
                      max_tokens: int = 512, stop: Sequence[str] = (),
-                     logprobs: bool | None = None, top_logprobs: int = 0) -> list[Candidate]:
-        """Sample ``n`` full or continued solutions and extract their answers."""
+                     logprobs: bool | None = None, top_logprobs: int = 0,
+                     continued: bool = False) -> list[Candidate]:
+        """Sample ``n`` full or continued solutions and extract their answers
+        (``continued``: the caller may continue any of them, as a search does)."""
         p = prompt.prompt() if isinstance(prompt, Problem) else prompt
         want_lp = logprobs if logprobs is not None else bool(
             self.verifier is not None and self.verifier.needs_logprobs)
         req = GenerationRequest(prompt=p, n=n, temperature=temperature, max_tokens=max_tokens,
                                 stop=tuple(stop), logprobs=want_lp or top_logprobs > 0,
-                                top_logprobs=top_logprobs)
+                                top_logprobs=top_logprobs, continued=continued)
         reused = self.take_offered(req)
         if len(reused) == n:
             return reused

@@ -65,7 +65,7 @@ class SearchSettings(StrategySettings):
         temp = self.temperature if temperature is None else temperature
         groups = await asyncio.gather(*(
             ctx.sample(p.prompt, w, temperature=temp, max_tokens=self.max_tokens,
-                       stop=(self.sep,))
+                       stop=(self.sep,), continued=True)
             for p, w in zip(parents, widths, strict=True) if w > 0))
         live = [p for p, w in zip(parents, widths, strict=True) if w > 0]
         children: list[Node] = []
