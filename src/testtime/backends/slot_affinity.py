@@ -57,8 +57,3 @@ class SlotAffinity:
         with self._lock:
             self._held[slot] = held
             self._busy[slot] = False
-
-    def held(self, slot: int) -> str:
-        """The text ``slot`` is known to hold."""
-        with self._lock:
-            return self._held[slot]
