@@ -462,7 +462,7 @@ class EmbeddedBackend:
             engine = self._engine
             assert engine is not None
             engine.calls += 1
-        held = slot_text(req.prompt)
+        held = slot_text(req.prompt) if self._pinned else ""
         slot = engine.affinity.take(held) if self._pinned else -1
         if slot >= 0:
             body["id_slot"] = slot
@@ -513,8 +513,9 @@ class EmbeddedBackend:
                                                                                    on_chunk)
         finally:
             self._gate.release(n - len(finals))
-            engine.affinity.give_back(slot, held + "".join(texts[0]).removeprefix(
-                req.prompt.prefix))
+            if slot >= 0:
+                engine.affinity.give_back(slot, held + "".join(texts[0]).removeprefix(
+                    req.prompt.prefix))
             with self._lock:
                 engine.calls -= 1
                 self._retire_idle()
