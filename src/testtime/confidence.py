@@ -48,6 +48,13 @@ def token_scores(logprobs: Sequence[float] | None,
     return [float(x) for x in logprobs or ()]
 
 
+def mean_probability(logprobs: Sequence[float] | None) -> float:
+    """The geometric-mean probability of a completion's tokens (0 when it has none)."""
+    if not logprobs:
+        return 0.0
+    return math.exp(sum(logprobs) / len(logprobs))
+
+
 def window_means(scores: Sequence[float], window: int) -> list[float]:
     """Mean of every sliding window of ``window`` scores (one window if shorter)."""
     if not scores:

@@ -22,6 +22,8 @@ from testtime.metered import metered_generate, metered_stream
 from testtime.types import Candidate, Completion, Generation, GenerationRequest, Piece
 
 Watcher = Callable[["Trace", Piece], Awaitable[None] | None]
+Finisher = Callable[["Trace", Completion], None]
+"""Told when a trace's stream has ended by itself (not stopped), with its completion."""
 
 
 @dataclass
@@ -72,8 +74,21 @@ def _stopped(trace: Trace, req: GenerationRequest, generated: int) -> Completion
 
 
 async def run_trace(ledger: Ledger, backend: Any, req: GenerationRequest, trace: Trace,
-                    watch: Watcher | None) -> Completion | None:
-    """Generate one trace (``req.n`` is 1) under ``watch``; None when the budget refused it."""
+                    watch: Watcher | None, on_finish: Finisher | None = None
+                    ) -> Completion | None:
+    """Generate one trace (``req.n`` is 1) under ``watch``; None when the budget refused it.
+
+    ``on_finish`` hears of the trace the moment it ends by itself, before the rest of its
+    batch is done, so it may stop the others.
+    """
+    done = await _run_trace(ledger, backend, req, trace, watch)
+    if done is not None and done.finish_reason != "stopped" and on_finish is not None:
+        on_finish(trace, done)
+    return done
+
+
+async def _run_trace(ledger: Ledger, backend: Any, req: GenerationRequest, trace: Trace,
+                     watch: Watcher | None) -> Completion | None:
     if not callable(getattr(backend, "stream", None)):
         return await _replayed(ledger, backend, req, trace, watch)
     cut: list[Generation] = []
@@ -115,14 +130,15 @@ async def _replayed(ledger: Ledger, backend: Any, req: GenerationRequest, trace:
 
 
 async def run_traces(ledger: Ledger, backend: Any, req: GenerationRequest,
-                     traces: list[Trace], watch: Watcher | None) -> list[Completion | None]:
+                     traces: list[Trace], watch: Watcher | None,
+                     on_finish: Finisher | None = None) -> list[Completion | None]:
     """Run ``traces`` concurrently, trace ``i`` as sample ``i`` of ``req``.
 
     When one fails (or the caller is cancelled), the others are stopped, their work is
     billed, and the error is raised.
     """
     tasks = [asyncio.ensure_future(run_trace(ledger, backend, part_request(req, t.index, 1), t,
-                                             watch)) for t in traces]
+                                             watch, on_finish)) for t in traces]
     try:
         return list(await asyncio.gather(*tasks))
     finally:

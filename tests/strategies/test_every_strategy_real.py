@@ -32,6 +32,7 @@ SPECS = {
     "multi-temperature": "multi-temperature:n=2,max_tokens=24",
     "early-stop": "early-stop:max_n=2,batch=2,max_tokens=24",
     "first-finish": "first-finish:n=2,max_tokens=24",
+    "short-m": "short-m:n=3,m=1,max_tokens=24",
     "revision": "revision:rounds=1,max_tokens=24",
     "budget-forcing": "budget-forcing:max_think=24,answer_tokens=8",
     "beam": "beam:n=2,width=2,max_tokens=12,max_depth=2",

@@ -165,6 +165,18 @@ async def test_a_probe_that_agrees_k_times_stops_the_trace() -> None:
     assert probes[-1].temperature == 0.0 and probes[-1].stop == ("}",)
 
 
+async def test_uncertain_probes_do_not_count_towards_the_streak() -> None:
+    guessed = iter([" 42", " 42", "42", "42", "42", "42"])
+    backend = ScriptedBackend(
+        responder=lambda p, i, r: f"{next(guessed)}}}" if p.prefix else words(60),
+        logprob=lambda text: -3.0 if text.startswith(" ") else -0.1)
+    result = await make_strategy("certainty-probe:probe_every=5,k=3,min_certainty=0.5").run(
+        PROBLEM, Context(backend=backend))
+    assert result.answer == "42" and result.extra["probes"] == 5
+    assert result.usage.stopped_tokens == 25  # the guesses at 5 and 10 words did not count
+    assert all(r.logprobs for r in backend.requests if r.prompt.prefix)
+
+
 async def test_probes_that_keep_changing_never_stop_the_trace() -> None:
     backend = probe_backend([str(k) for k in range(20)], words(30))
     result = await make_strategy("certainty-probe:probe_every=5,k=2").run(

@@ -1,4 +1,5 @@
-"""Online trace control on the real SmolLM2-135M: deepconf stops traces, billed as counted."""
+"""Online trace control on the real SmolLM2-135M: deepconf and short-m stop traces, billed as
+counted."""
 
 from __future__ import annotations
 
@@ -57,5 +58,23 @@ async def test_certainty_probe_probes_a_live_trace_and_bills_every_probe(
     traced = sum(c.completion.generated_tokens for c in result.candidates)
     assert u.generated_tokens >= traced + probes  # every probe wrote at least one token
     assert u.stopped_traces == result.extra["stopped"]
+    engine = after["tokens_predicted_total"] - before["tokens_predicted_total"]
+    assert u.generated_tokens <= engine <= u.generated_tokens + u.stopped_traces
+
+
+async def test_short_m_stops_the_losers_when_the_first_finishes(smollm: EmbeddedBackend) -> None:
+    before = smollm.engine_metrics()
+    ctx = Context(backend=smollm, seed=5)
+    result = await make_strategy("short-m:n=4,m=1,max_tokens=160,temperature=1.0").run(
+        PROBLEM, ctx)
+    await asyncio.sleep(0.5)
+    after = smollm.engine_metrics()
+    u = result.usage
+    done = [c for c in result.candidates if c.completion.finish_reason != "stopped"]
+    stopped = [c for c in result.candidates if c.completion.finish_reason == "stopped"]
+    assert result.extra["finished"] == 1 and u.stopped_traces == len(stopped) >= 1
+    first = min(c.completion.generated_tokens for c in done)
+    # traces decode in lockstep: a loser was stopped within a few tokens of the winner's end
+    assert all(c.completion.generated_tokens <= first + 4 for c in stopped)
     engine = after["tokens_predicted_total"] - before["tokens_predicted_total"]
     assert u.generated_tokens <= engine <= u.generated_tokens + u.stopped_traces

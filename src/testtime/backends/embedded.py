@@ -399,15 +399,14 @@ class EmbeddedBackend:
             raise
         return parts[0] if len(parts) == 1 else join_completions(parts, "engine-timings")
 
-    async def stream(self, req: GenerationRequest) -> AsyncIterator[Piece | Generation]:
+    def stream(self, req: GenerationRequest) -> AsyncIterator[Piece | Generation]:
         """Yield the pieces of a single completion as they come (text, and the tokens'
         logprobs when asked for), then the Generation. Closing the stream stops the engine;
         what it generated until then is reported as stopped work."""
         def call(emit: Callable[[Piece], None]) -> Awaitable[Generation]:
             return self._call(req, 0, 1, on_piece=lambda index, piece: emit(piece))
 
-        async for item in stream_pieces(call, STOP_GRACE):
-            yield item
+        return stream_pieces(call, STOP_GRACE)
 
     async def _call(self, req: GenerationRequest, offset: int, want: int, *,
                     on_admit: asyncio.Future[int] | None = None,

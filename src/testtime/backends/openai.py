@@ -210,7 +210,7 @@ class OpenAIBackend:
                 body["timings_per_token"] = True
         return path, body
 
-    async def stream(self, req: GenerationRequest) -> AsyncIterator[Piece | Generation]:
+    def stream(self, req: GenerationRequest) -> AsyncIterator[Piece | Generation]:
         """Stream one completion (``stream: true``) piece by piece, then its Generation.
 
         Closing the stream closes the connection, which makes the server stop generating;
@@ -220,8 +220,7 @@ class OpenAIBackend:
         def call(emit: Callable[[Piece], None]) -> Awaitable[Generation]:
             return self._one(req.model_copy(update={"n": 1}), 1, on_piece=emit)
 
-        async for item in stream_pieces(call, 5.0):
-            yield item
+        return stream_pieces(call, 5.0)
 
     async def _one(self, req: GenerationRequest, n: int,
                    on_piece: Callable[[Piece], None] | None = None) -> Generation:

@@ -77,7 +77,8 @@ def check_fits(strategy: Any, problems: list[Problem], param: str = "model") -> 
 
 
 WHOLE_ANSWERS = frozenset({"single", "self-consistency", "weighted-vote", "best-of-n",
-                           "early-stop", "first-finish", "multi-temperature", "adaptive"})
+                           "early-stop", "first-finish", "short-m", "multi-temperature",
+                           "adaptive"})
 """Strategies whose every sample is a whole reply to the conversation (not a step of one), so
 stop strings, logprobs, tools and response formats mean what the client meant."""
 WHOLE_ANSWER_FIELDS = ("stop", "logprobs", "top_logprobs", "tools", "response_format")

@@ -21,6 +21,7 @@ from testtime.strategies.multi_temperature import MultiTemperature
 from testtime.strategies.particle_filter import ParticleFilter
 from testtime.strategies.revision import Revision
 from testtime.strategies.self_consistency import SelfConsistency
+from testtime.strategies.short_m import ShortM
 from testtime.strategies.single import Single
 from testtime.strategies.voting import tally, vote
 from testtime.strategies.weighted_vote import WeightedVote
@@ -42,6 +43,7 @@ __all__ = [
     "ParticleFilter",
     "Revision",
     "SelfConsistency",
+    "ShortM",
     "Single",
     "Strategy",
     "StrategySettings",

@@ -22,7 +22,7 @@ from testtime.chat import canonical_calls, parse_tool_calls, split_reasoning
 from testtime.code.extract import extract_code
 from testtime.metered import metered_generate
 from testtime.registry import Nested, Registry, build
-from testtime.traces import Trace, Watcher, run_traces
+from testtime.traces import Finisher, Trace, Watcher, run_traces
 from testtime.types import (
     Candidate,
     Generation,
@@ -165,13 +165,15 @@ class Context:
         return out
 
     async def traces(self, prompt: Problem | Prompt, n: int, *, watch: Watcher | None = None,
-                     temperature: float = 0.8, max_tokens: int = 512, stop: Sequence[str] = (),
+                     on_finish: Finisher | None = None, temperature: float = 0.8,
+                     max_tokens: int = 512, stop: Sequence[str] = (),
                      top_logprobs: int = 0) -> list[Trace]:
         """Run ``n`` samples as streams under ``watch`` (online trace control).
 
         ``watch(trace, piece)`` (sync or async) is called after every piece a trace streams
         and may call ``stop()`` on any trace; a stopped trace's engine work ends there and is
-        billed exactly, as a stopped trace (see :mod:`testtime.traces`). Sample ``i`` is seeded
+        billed exactly, as a stopped trace (see :mod:`testtime.traces`). ``on_finish(trace,
+        completion)`` is called as each trace ends by itself, while the others still run. Sample ``i`` is seeded
         like the ``i``-th sample of one ``n``-sample call. Each trace's ``candidate`` holds
         its solution (finish reason ``stopped`` when it was stopped); it is None for a trace
         the budget refused.
@@ -185,7 +187,7 @@ class Context:
         deadline = asyncio.timeout(self.ledger.seconds_left())
         try:
             async with deadline:
-                done = await run_traces(self.ledger, self.backend, req, traces, watch)
+                done = await run_traces(self.ledger, self.backend, req, traces, watch, on_finish)
         except TimeoutError:
             if not deadline.expired():
                 raise

@@ -4,8 +4,13 @@
         every probe_every tokens:
             probe := greedy continuation of  trace so far + "... the final answer is \\boxed{"
                      (a few tokens; the trace's prefix is already in the engine's cache)
+            a probe whose answer tokens' mean probability is under min_certainty gave no answer
             if the last k probes gave the same answer: stop the trace; it answers that
     answer := majority vote over the traces' final or probed answers
+
+A small model asked too early guesses, and guesses the same wrong number greedily probe after
+probe; ``min_certainty`` discounts such guesses by the probe's own token probabilities (a number
+copied from a computed step is near-certain, a guessed one is not).
 
 Probes are ordinary policy calls, billed like the traces they probe; a trace keeps generating
 while it is probed, and what it generated until the stop is billed too.
@@ -16,6 +21,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from testtime.answers import extract_answer, normalize
+from testtime.confidence import mean_probability
 from testtime.strategies.aggregate import aggregated_result
 from testtime.strategies.base import Context, StrategySettings, strategies
 from testtime.traces import Trace, Watcher
@@ -41,14 +47,22 @@ class CertaintyProbe(StrategySettings):
                    description="consecutive agreeing probes that stop a trace")
     probe_tokens: int = Field(default=12, ge=1, le=256,
                               description="most tokens a probe may generate")
+    min_certainty: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="a probe's answer counts only when its tokens' "
+        "geometric-mean probability reaches this (0: every answer counts, as in Dynasor-CoT)")
 
     async def probe(self, prompt: Prompt, trace: Trace, ctx: Context) -> str | None:
         """Ask for the answer the trace would give now (greedy, billed as a policy call)."""
         gen = await ctx.generate(GenerationRequest(
             prompt=prompt.extend(trace.text + PROBE), n=1, temperature=0.0,
-            max_tokens=self.probe_tokens, stop=("}",)))
+            max_tokens=self.probe_tokens, stop=("}",), logprobs=self.min_certainty > 0))
         trace.notes["probes"] = trace.notes.get("probes", 0) + 1
-        return probed_answer(gen.completions[0].text) if gen.completions else None
+        if not gen.completions:
+            return None
+        done = gen.completions[0]
+        if self.min_certainty > 0 and mean_probability(done.logprobs) < self.min_certainty:
+            return None
+        return probed_answer(done.text)
 
     def watcher(self, prompt: Prompt, ctx: Context) -> Watcher:
         """Probe at every ``probe_every`` tokens; stop after ``k`` equal answers in a row."""
