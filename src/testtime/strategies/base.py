@@ -173,10 +173,10 @@ class Context:
         ``watch(trace, piece)`` (sync or async) is called after every piece a trace streams
         and may call ``stop()`` on any trace; a stopped trace's engine work ends there and is
         billed exactly, as a stopped trace (see :mod:`testtime.traces`). ``on_finish(trace,
-        completion)`` is called as each trace ends by itself, while the others still run. Sample ``i`` is seeded
-        like the ``i``-th sample of one ``n``-sample call. Each trace's ``candidate`` holds
-        its solution (finish reason ``stopped`` when it was stopped); it is None for a trace
-        the budget refused.
+        completion)`` is called as each trace ends by itself, while the others still run.
+        Sample ``i`` is seeded like the ``i``-th sample of one ``n``-sample call. Each trace's
+        ``candidate`` holds its solution (finish reason ``stopped`` when it was stopped); it is
+        None for a trace the budget refused.
         """
         p = prompt.prompt() if isinstance(prompt, Problem) else prompt
         kind = prompt.kind if isinstance(prompt, Problem) else "math"
