@@ -74,6 +74,8 @@ class ShortM(StrategySettings):
         seen = [t.candidate for t in traces if t.candidate is not None]
         voters = finishers or [c for c in seen if c.completion.finish_reason != "stopped"]
         answer = shortest_majority(voters)
-        return ctx.result(problem, answer, seen, votes={a: w for a, w, _ in tally(voters)},
+        text = next((c.text for c in voters if equivalent(c.answer, answer)), None)
+        return ctx.result(problem, answer, seen, text=text,
+                          votes={a: w for a, w, _ in tally(voters)},
                           finished=len(finishers), traces=len(seen),
                           stopped=sum(c.completion.finish_reason == "stopped" for c in seen))
