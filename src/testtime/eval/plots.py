@@ -15,6 +15,10 @@ STYLE = {
     "pass": ("tab:gray", "v", "--", "pass@k (oracle bound)"),
     "adaptive": ("tab:red", "D", "-", "adaptive (policy)"),
     "run": ("black", "*", "", "strategy as run"),
+    "early-stop": ("tab:brown", "P", ":", "early-stop (adaptive consistency)"),
+    "deepconf": ("tab:purple", "X", ":", "deepconf"),
+    "certainty-probe": ("tab:pink", "d", ":", "certainty-probe"),
+    "short-m": ("tab:cyan", "h", ":", "short-m@k"),
 }
 COST_LABEL = {"generated_tokens": "generated tokens per problem (log scale)",
               "flops": "FLOPs per problem (log scale)"}
