@@ -104,6 +104,11 @@ def test_bad_or_disallowed_policies_fail_at_startup(tmp_path: Path) -> None:
                             ("no-such-model", "no shipped policy")):
         with pytest.raises(ConfigError, match=message):
             create_app(ServeConfig(policy=policy, model_name="m"), scripted())
+    missing = f"adaptive:policy=[{tmp_path / 'gone.json'}],budget=64"
+    for config in (ServeConfig(strategies={"smart": missing}, model_name="m"),
+                   ServeConfig(default_strategy=missing, model_name="m")):
+        with pytest.raises(ConfigError, match=r"invalid policy in config.*does not exist"):
+            create_app(config, scripted())
     good = policy_file(tmp_path / "p.json")
     with pytest.raises(ConfigError, match="allowed_strategies"):
         create_app(ServeConfig(policy=str(good), model_name="m",

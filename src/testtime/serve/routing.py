@@ -73,11 +73,12 @@ class Router:
         self.serve_policy(config.policy or (upstream_model if upstream_model in
                                             shipped_policies() else None),
                           explicit=config.policy is not None)
-        self._build(config.default_strategy, "default_strategy", client=False)
-        for alias, spec in config.strategies.items():
-            self._build(spec, f"strategies.{alias}", client=False)
-        for level, preset in config.reasoning_effort.items():
-            self._build(preset.strategy, f"reasoning_effort.{level}", client=False)
+        operator = {"default_strategy": config.default_strategy,
+                    **{f"strategies.{alias}": spec for alias, spec in config.strategies.items()},
+                    **{f"reasoning_effort.{level}": preset.strategy
+                       for level, preset in config.reasoning_effort.items()}}
+        for param, spec in operator.items():
+            self._build(spec, param, client=False).check()
 
     def serve_policy(self, ref: str | None, *, explicit: bool) -> None:
         """Offer ``auto@MODEL`` from the policy ``ref`` (checked now: PolicyError if unusable).

@@ -279,6 +279,10 @@ class Adaptive(StrategySettings):
     budget: float = Field(gt=0, description="budget per problem the policy may plan, in the "
                           "policy's unit (generated tokens unless it says otherwise)")
 
+    def check(self) -> None:
+        """PolicyError unless the policy loads."""
+        load_policy(self.policy)
+
     async def run(self, problem: Problem, ctx: Context) -> Result:
         """Probe, choose, then run the choice on the same Context with the probe on offer."""
         policy = load_policy(self.policy)

@@ -289,6 +289,10 @@ class StrategySettings(Sampling):
         """The verifier this strategy uses: its own spec (built with it), else the default."""
         return self._verifier or fallback
 
+    def check(self) -> None:
+        """Raise if the strategy cannot run as configured (a file it reads is missing); the
+        gateway calls it at startup on the operator's strategies."""
+
 
 strategies: Registry[Any] = Registry("strategy")
 
