@@ -26,8 +26,9 @@ from typing import Any
 
 from rich.progress import Progress
 
-from testtime.answers import is_correct
+from testtime.answers import extract_answer, is_correct
 from testtime.backends.embedded import EmbeddedBackend
+from testtime.confidence import token_scores, trace_confidence
 from testtime.eval.plots import accuracy_figure
 from testtime.eval.replay import ReplayBackend
 from testtime.eval.runner import solve
@@ -146,6 +147,32 @@ async def run_method(spec: str, problems: list[Problem], pools: dict[str, Any],
     return list(await asyncio.gather(*(one(p) for p in problems)))
 
 
+SIGNALS = {"shorter trace": lambda scores: -float(len(scores)),
+           "mean confidence": lambda scores: trace_confidence(scores, "mean"),
+           "lowest window (32)": lambda scores: trace_confidence(scores, "lowest-window", 32),
+           "bottom 10% (32)": lambda scores: trace_confidence(scores, "bottom", 32, 0.1),
+           "tail (32)": lambda scores: trace_confidence(scores, "tail", 32)}
+
+
+def separation(problems: list[Problem], pools: dict[str, Any]) -> dict[str, float]:
+    """Per signal, the mean over problems of P(a right trace scores above a wrong one)."""
+    aucs: dict[str, list[float]] = {name: [] for name in SIGNALS}
+    for p in problems:
+        rows = []
+        for c in pools[p.id]["samples"]:
+            scores = token_scores(c["logprobs"], c["top_logprobs"])
+            right = is_correct(extract_answer(c["text"]), p.reference)
+            rows.append((right, {name: f(scores) for name, f in SIGNALS.items()}))
+        right = [r[1] for r in rows if r[0]]
+        wrong = [r[1] for r in rows if not r[0]]
+        if not right or not wrong:
+            continue
+        for name in SIGNALS:
+            wins = [(a[name] > b[name]) + 0.5 * (a[name] == b[name]) for a in right for b in wrong]
+            aucs[name].append(sum(wins) / len(wins))
+    return {name: sum(v) / len(v) for name, v in aucs.items() if v}
+
+
 def summary(records: list[dict[str, Any]]) -> dict[str, float]:
     """Accuracy with its bootstrap interval, mean tokens and stopped traces per problem."""
     acc = [r["correct"] for r in records]
@@ -192,6 +219,9 @@ async def main(args: argparse.Namespace) -> float:
           f"{args.max_tokens}, T={args.temperature}); every method replays its own strategy "
           "code on the shared pool (online stops at the token the strategy stopped; certainty "
           "probes run live)")
+    auc = separation(problems, pools)
+    print("how well a trace's signal tells its right from its wrong traces, within a problem "
+          "(mean AUC; 0.5 is chance): " + ", ".join(f"{k} {v:.3f}" for k, v in auc.items()))
     print(f"{'method':52s} {'acc':>6s} {'95% CI':>13s} {'gen tok':>8s} {'share':>6s} "
           f"{'samples':>7s} {'stopped':>7s} {'stop tok':>8s}")
     for spec, r in rows.items():
