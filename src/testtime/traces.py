@@ -5,8 +5,9 @@ logprobs). After every piece a watcher sees the trace and may call ``trace.stop(
 on any other trace of the batch); the stream is then closed, the engine stops generating that
 trace alone, and the tokens it had generated are recorded through ``metered_stream`` as a
 stopped trace. A finisher hears of each trace that ends by itself while the others still run
-(short-m@k stops the rest from there). Backends that cannot stream are called whole and their completion is fed to the
-watcher token by token: decisions are the same, but every token was generated and is billed.
+(short-m@k stops the rest from there). Backends that cannot stream are called whole and their
+completion is fed to the watcher token by token: decisions are the same, but every token was
+generated and is billed.
 """
 
 from __future__ import annotations
