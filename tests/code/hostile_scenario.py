@@ -142,11 +142,13 @@ async def main() -> dict[str, object]:
     cheats = attacks(port, target, secret)
     texts = {name: f"```python\n{code}```" for name, code in cheats.items()}
     texts["honest"] = "```python\ndef add(a, b):\n    return a + b\n```"
-    verifier = make_verifier("tests:timeout=6,cpu=2,memory_mb=256")
+    # the wall limit is far above the CPU limit, so a busy machine cannot turn a CPU-limit kill
+    # into a timeout (the test checks the CPU limit is what stopped a loop)
+    verifier = make_verifier("tests:timeout=30,cpu=2,memory_mb=256")
     ctx = VerifyContext()
     cands = [Candidate(text=t, answer=t, completion=Completion(text=t)) for t in texts.values()]
     scores = await verifier.score(problem, cands, ctx)
-    limits = Limits(wall_seconds=6, cpu_seconds=2, memory_mb=256)
+    limits = Limits(wall_seconds=30, cpu_seconds=2, memory_mb=256)
     steps = split_check(TEST, "add")
     result: dict[str, object] = {"euid": os.geteuid(), "mode": resolve_mode(), "attacks": {}}
     for (name, text), score in zip(texts.items(), scores, strict=True):
