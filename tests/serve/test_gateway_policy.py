@@ -119,12 +119,17 @@ def test_shipped_policy_serves_auto_unless_adaptive_is_disallowed(serve: Any) ->
     from testtime.strategies.adaptive import shipped_policies
 
     assert "qwen2.5-coder-0.5b" in shipped_policies()
+    from testtime.strategies.adaptive import load_policy
+
+    shipped = load_policy("qwen2.5-coder-0.5b")
     with serve(scripted(), model_name="qwen2.5-coder-0.5b") as gw:
-        assert gw.app.state.gateway.router.auto == "qwen2.5-coder-0.5b"
+        router = gw.app.state.gateway.router
+        assert router.auto == "qwen2.5-coder-0.5b"
         for effort in ("low", "medium", "high"):
             reply = ask(gw, "easy one", "auto@qwen2.5-coder-0.5b", reasoning_effort=effort)
             picked = reply["choices"][0]["testtime"]["adaptive"]
-            assert picked["predicted_bin"] == 1 and picked["choice"].startswith("majority@")
+            _, choice = shipped.choose(1, router.auto_budgets[effort])
+            assert picked["predicted_bin"] == 1 and picked["choice"] == choice.label
     with serve(ScriptedBackend(), model_name="qwen2.5-coder-0.5b",
                allowed_strategies=["single"]) as gw:
         assert gw.app.state.gateway.router.auto is None
