@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import settings
@@ -35,3 +36,21 @@ def smollm() -> Iterator[EmbeddedBackend]:
 def qwen05() -> Iterator[EmbeddedBackend]:
     """Qwen2.5-Coder-0.5B in process: strong enough that test-time scaling shows."""
     yield from _embedded("qwen2.5-coder-0.5b", slots=16)
+
+
+def settled_metrics(engine: EmbeddedBackend) -> dict[str, float]:
+    """The engine's counters once it has stopped decoding (a stopped call's last step included)."""
+    before = engine.engine_metrics()
+    while True:
+        time.sleep(0.2)
+        now = engine.engine_metrics()
+        if now.get("n_decode_total") == before.get("n_decode_total"):
+            return now
+        before = now
+
+
+@pytest.fixture
+def engine_count() -> Callable[[EmbeddedBackend], float]:
+    """Reads an engine's own count of generated tokens (``tokens_predicted_total``) once it
+    has stopped decoding; the difference of two reads is what a run made it generate."""
+    return lambda engine: settled_metrics(engine)["tokens_predicted_total"]

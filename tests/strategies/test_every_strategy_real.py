@@ -8,7 +8,7 @@ strategy that spends outside its Context, or a call that goes unrecorded, fails 
 from __future__ import annotations
 
 import json
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -50,30 +50,19 @@ def test_every_registered_strategy_is_covered() -> None:
     assert set(SPECS) == set(strategies.names())
 
 
-def settled(engine: EmbeddedBackend) -> dict[str, float]:
-    """The engine's counters once it has stopped decoding."""
-    before = engine.engine_metrics()
-    while True:
-        time.sleep(0.2)
-        now = engine.engine_metrics()
-        if now.get("n_decode_total") == before.get("n_decode_total"):
-            return now
-        before = now
-
-
 @pytest.mark.parametrize("name", sorted(SPECS))
-async def test_strategy_on_smollm(name: str, smollm: EmbeddedBackend, tmp_path: Path) -> None:
+async def test_strategy_on_smollm(name: str, smollm: EmbeddedBackend, tmp_path: Path,
+                                  engine_count: Callable[[EmbeddedBackend], float]) -> None:
     policy = tmp_path / "policy.json"
     policy.write_text(json.dumps({
         "probe_k": 2, "edges": [0.75], "max_tokens": 24, "verifier": JUDGE,
         "budgets": {"64": [{"family": "majority", "k": 2}, {"family": "weighted", "k": 3}]}}))
     strategy = make_strategy(SPECS[name].format(policy=policy))
-    before = settled(smollm)
+    before = engine_count(smollm)
     ctx = Context(backend=smollm, verifier=make_verifier(JUDGE), seed=3, strategy=name)
     result = await strategy.run(PROBLEM, ctx)
-    after = settled(smollm)
     u = result.usage
-    engine_generated = after["tokens_predicted_total"] - before["tokens_predicted_total"]
+    engine_generated = engine_count(smollm) - before
     assert u.calls >= 1 and u.generated_tokens > 0
     assert result.candidates and result.text is not None
     # Every token the engine generated is in the Usage (a stopped call may have decoded one

@@ -3,7 +3,7 @@ counted."""
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -19,14 +19,12 @@ PROBLEM = Problem(id="q", question="What is 17*23? Reason step by step, then rep
 
 
 async def test_online_deepconf_stops_traces_and_bills_what_the_engine_counted(
-        smollm: EmbeddedBackend) -> None:
-    before = smollm.engine_metrics()
+        smollm: EmbeddedBackend, engine_count: Callable[[EmbeddedBackend], float]) -> None:
+    before = engine_count(smollm)
     ctx = Context(backend=smollm, seed=2)
     spec = ("deepconf:n=8,warmup=4,batch=4,eta=10,window=8,consensus=1.0,max_tokens=96,"
             "temperature=1.0")
     result = await make_strategy(spec).run(PROBLEM, ctx)
-    await asyncio.sleep(0.5)
-    after = smollm.engine_metrics()
     u = result.usage
     stopped = [c for c in result.candidates if c.completion.finish_reason == "stopped"]
     assert stopped and u.stopped_traces == len(stopped) == result.extra["stopped"]
@@ -37,7 +35,7 @@ async def test_online_deepconf_stops_traces_and_bills_what_the_engine_counted(
     assert seen <= u.generated_tokens <= seen + u.stopped_traces
     seen_stopped = sum(c.completion.generated_tokens for c in stopped)
     assert seen_stopped <= u.stopped_tokens <= seen_stopped + u.stopped_traces
-    engine = after["tokens_predicted_total"] - before["tokens_predicted_total"]
+    engine = engine_count(smollm) - before
     # llama.cpp's own counter: what was reported, plus at most the one token each stopped
     # trace decoded while its stop reached the engine.
     assert u.generated_tokens <= engine <= u.generated_tokens + u.stopped_traces
@@ -45,30 +43,27 @@ async def test_online_deepconf_stops_traces_and_bills_what_the_engine_counted(
 
 
 async def test_certainty_probe_probes_a_live_trace_and_bills_every_probe(
-        smollm: EmbeddedBackend) -> None:
-    before = smollm.engine_metrics()
+        smollm: EmbeddedBackend, engine_count: Callable[[EmbeddedBackend], float]) -> None:
+    before = engine_count(smollm)
     ctx = Context(backend=smollm, seed=4)
     spec = "certainty-probe:n=2,probe_every=12,k=2,max_tokens=96,temperature=0.7"
     result = await make_strategy(spec).run(PROBLEM, ctx)
-    await asyncio.sleep(0.5)
-    after = smollm.engine_metrics()
     u = result.usage
     probes = result.extra["probes"]
     assert probes >= 1 and u.calls == 2 + probes
     traced = sum(c.completion.generated_tokens for c in result.candidates)
     assert u.generated_tokens >= traced + probes  # every probe wrote at least one token
     assert u.stopped_traces == result.extra["stopped"]
-    engine = after["tokens_predicted_total"] - before["tokens_predicted_total"]
+    engine = engine_count(smollm) - before
     assert u.generated_tokens <= engine <= u.generated_tokens + u.stopped_traces
 
 
-async def test_short_m_stops_the_losers_when_the_first_finishes(smollm: EmbeddedBackend) -> None:
-    before = smollm.engine_metrics()
+async def test_short_m_stops_the_losers_when_the_first_finishes(
+        smollm: EmbeddedBackend, engine_count: Callable[[EmbeddedBackend], float]) -> None:
+    before = engine_count(smollm)
     ctx = Context(backend=smollm, seed=5)
     result = await make_strategy("short-m:n=4,m=1,max_tokens=160,temperature=1.0").run(
         PROBLEM, ctx)
-    await asyncio.sleep(0.5)
-    after = smollm.engine_metrics()
     u = result.usage
     done = [c for c in result.candidates if c.completion.finish_reason != "stopped"]
     stopped = [c for c in result.candidates if c.completion.finish_reason == "stopped"]
@@ -76,5 +71,5 @@ async def test_short_m_stops_the_losers_when_the_first_finishes(smollm: Embedded
     first = min(c.completion.generated_tokens for c in done)
     # traces decode in lockstep: a loser was stopped within a few tokens of the winner's end
     assert all(c.completion.generated_tokens <= first + 4 for c in stopped)
-    engine = after["tokens_predicted_total"] - before["tokens_predicted_total"]
+    engine = engine_count(smollm) - before
     assert u.generated_tokens <= engine <= u.generated_tokens + u.stopped_traces
