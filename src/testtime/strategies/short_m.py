@@ -21,17 +21,18 @@ from testtime.traces import Trace
 from testtime.types import Candidate, Completion, Piece, Problem, Result
 
 
-def shortest_majority(finishers: list[Candidate]) -> str | None:
-    """The majority answer of ``finishers`` (in finishing order); ties go to the earliest."""
+def shortest_majority(finishers: list[Candidate]) -> tuple[str | None, Candidate | None]:
+    """The majority answer of ``finishers`` (in finishing order), ties going to the earliest,
+    and the earliest finisher that gave it."""
     rows = tally(finishers)
     if not rows:
-        return None
+        return None, None
     best = [r[0] for r in rows if (r[1], r[2]) == (rows[0][1], rows[0][2])]
     for c in finishers:
         for answer in best:
             if equivalent(c.answer, answer):
-                return answer
-    return best[0]
+                return answer, c
+    return best[0], None
 
 
 @strategies.register("short-m")
@@ -73,9 +74,8 @@ class ShortM(StrategySettings):
                                   temperature=self.temperature, max_tokens=self.max_tokens)
         seen = [t.candidate for t in traces if t.candidate is not None]
         voters = finishers or [c for c in seen if c.completion.finish_reason != "stopped"]
-        answer = shortest_majority(voters)
-        text = next((c.text for c in voters if equivalent(c.answer, answer)), None)
-        return ctx.result(problem, answer, seen, text=text,
+        answer, winner = shortest_majority(voters)
+        return ctx.result(problem, answer, seen, text=winner.text if winner else None,
                           votes={a: w for a, w, _ in tally(voters)},
                           finished=len(finishers), traces=len(seen),
                           stopped=sum(c.completion.finish_reason == "stopped" for c in seen))
