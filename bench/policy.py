@@ -3,12 +3,14 @@
 Runs (or resumes) the sweep of examples/policy-sweep.yaml: the embedded 0.5B model on
 arithmetic levels 1-5 under sampling (one n=16 pool scored by the model's confidence), early
 stopping, beam search with the confidence verifier and revision. Fits the policy on half of
-the problems and replays it on the other half. The last line is the share of SC@16's generated
-tokens the policy needs on the held-out problems to reach SC@16's held-out accuracy
-(Snell et al.'s 4x is a share of 0.25).
+the problems (probe agreement bins split by question length, as the shipped policy) and
+replays it on the other half; repeats that on other splits, and prints what a clairvoyant
+per-problem choice would need (the bound on any difficulty predictor). The last line is the
+share of SC@16's generated tokens the policy needs on the held-out problems to reach SC@16's
+held-out accuracy (Snell et al.'s 4x is a share of 0.25).
 
     PYTHONPATH=src nice -n 10 python bench/policy.py            # sweep (resumes), then fit
-    PYTHONPATH=src python bench/policy.py --no-sweep              # fit what the store holds
+    PYTHONPATH=src python bench/policy.py --no-sweep --store examples/policy-sweep.db
     PYTHONPATH=src python bench/policy.py --report out/policy     # also write the HTML report
 """
 
@@ -16,17 +18,96 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from testtime.eval.curves import derived_points, problem_key
-from testtime.eval.policy import fit_policy, simulate
+from testtime.eval.policy import (
+    PRIOR,
+    allocate,
+    available,
+    choices,
+    fit_policy,
+    instances,
+    outcome,
+    simulate,
+    unit_cost,
+)
 from testtime.eval.report import build_report, describe_bins
 from testtime.eval.store import ResultStore
 from testtime.eval.sweep import load_config, run_sweep
+from testtime.strategies.adaptive import Policy
 
 SHARES = np.geomspace(1 / 64, 1.0, 40)
+
+
+def oracle_tokens(records: list[dict], problems: list[str], probe_k: int,
+                  accuracy: float) -> float | None:
+    """Mean tokens a per-problem oracle (each problem its own bin, fitted on itself) needs to
+    reach ``accuracy``: the bound on what any prediction of difficulty could save."""
+    insts = instances(records, problems, probe_k, "agreement")
+    opts = choices(insts, probe_k)
+    table = {j: {c: (lambda o: (o[0], unit_cost(o[1], "tokens")))(outcome(i, c, probe_k))
+                 for c in opts if available(i, c)} for j, i in enumerate(insts)}
+    weights = {j: 1 / len(insts) for j in table}
+    def reached(budget: float) -> tuple[bool, float]:
+        pick = allocate(table, weights, budget)
+        acc = sum(weights[j] * table[j][c][0] for j, c in pick.items())
+        return acc >= accuracy - 1e-9, sum(weights[j] * table[j][c][1] for j, c in pick.items())
+
+    low, high = 0.0, max(cost for row in table.values() for _, cost in row.values())
+    if not reached(high)[0]:
+        return None
+    for _ in range(30):
+        mid = (low + high) / 2
+        low, high = (low, mid) if reached(mid)[0] else (mid, high)
+    return reached(high)[1]
+
+
+@dataclass
+class Measured:
+    """A policy fitted on one split and its held-out curve beside SC@16's held-out figures."""
+
+    policy: Policy
+    held: list[str]
+    rows: list[tuple[str, float, float]]
+    sc_acc: float
+    sc_tok: float
+
+    def share(self) -> float | None:
+        """Share of SC@16's tokens the cheapest budget reaching its accuracy spends."""
+        reach = [t for _, a, t in self.rows if a >= self.sc_acc - 1e-9]
+        return min(reach) / self.sc_tok if reach else None
+
+
+def measure(records: list[dict], strategies: list[str], args: argparse.Namespace, seed: int,
+            source: str) -> Measured:
+    """Fit on split ``seed`` and replay every budget on its held-out problems that ran every
+    strategy of the sweep (ValueError if there is nothing to fit yet)."""
+    sc_full = [p for p in derived_points(records, ks=[16]) if p.config == "majority@16"]
+    if not sc_full:
+        raise ValueError("no 16-sample pool is stored yet")
+    sc_tokens = float(np.mean([p.generated_tokens for p in sc_full]))
+    levels = sorted({round(sc_tokens * s) for s in SHARES})
+    policy = fit_policy(records, probe_k=args.probe_k, bins=args.bins, budgets=levels,
+                        feature="prompt_chars" if args.prompt_length else None,
+                        prior=args.prior, seed=seed, source=source)
+    have: dict[str, set[str]] = {}
+    for r in records:
+        have.setdefault(problem_key(r), set()).add(r["strategy"])
+    held = sorted(p for p in policy.heldout if have.get(p, set()) >= set(strategies))
+    sc_held = [p for p in sc_full if p.problem in held]
+    rows = []
+    for budget in policy.budgets:
+        pts = simulate(policy, records, held, budget)
+        if len(pts) < len(sc_held):
+            continue  # a chosen strategy lacks records for some held-out problem
+        rows.append((budget, float(np.mean([p.correct for p in pts])),
+                     float(np.mean([p.generated_tokens for p in pts]))))
+    return Measured(policy, held, rows, float(np.mean([p.correct for p in sc_held])),
+                    float(np.mean([p.generated_tokens for p in sc_held])))
 
 
 def main() -> None:
@@ -36,10 +117,17 @@ def main() -> None:
     ap.add_argument("--no-sweep", action="store_true", help="fit what the store holds")
     ap.add_argument("--probe-k", type=int, default=2)
     ap.add_argument("--bins", type=int, default=3)
+    ap.add_argument("--prompt-length", action=argparse.BooleanOptionalAction, default=True,
+                    help="also split every bin by question length (as the shipped policy)")
+    ap.add_argument("--prior", type=float, default=PRIOR,
+                    help="pseudo-problems shrinking each bin toward all problems")
+    ap.add_argument("--splits", type=int, default=5,
+                    help="also fit and replay this many train/held-out splits (seeds 1..N-1)")
     ap.add_argument("--report", type=Path, default=None, help="also write the report here")
     args = ap.parse_args()
     cfg = load_config(args.config)
-    store = ResultStore(args.store or cfg.store)
+    source = str(args.store or cfg.store)
+    store = ResultStore(source)
     if not args.no_sweep:
         summary = asyncio.run(run_sweep(cfg, store=store))
         print(f"sweep: {summary.total} units, {summary.skipped} already stored, "
@@ -49,63 +137,61 @@ def main() -> None:
     pools = [r for r in records if r["strategy"] == cfg.strategies[0]]
     print(f"store: {len(records)} records, {len(pools)} problems with a sampling pool "
           f"(config asks for {sum(t.limit for t in cfg.tasks)})")
-    sc_full = [p for p in derived_points(records, ks=[16]) if p.config == "majority@16"]
     try:
-        if not sc_full:
-            raise ValueError("no 16-sample pool is stored yet")
-        sc_tokens = float(np.mean([p.generated_tokens for p in sc_full]))
-        levels = sorted({round(sc_tokens * s) for s in SHARES})
-        policy = fit_policy(records, probe_k=args.probe_k, bins=args.bins, budgets=levels,
-                            source=str(args.store or cfg.store))
+        m = measure(records, cfg.strategies, args, 0, source)
     except ValueError as exc:
         print(f"cannot fit yet: {exc}; resume the sweep: PYTHONPATH=src nice -n 10 python "
               f"bench/policy.py --config {args.config}")
         print("share of SC@16 tokens to reach its held-out accuracy: not measured")
         return
-    have: dict[str, set[str]] = {}
-    for r in records:
-        have.setdefault(problem_key(r), set()).add(r["strategy"])
-    held = {p for p in policy.heldout if have.get(p, set()) >= set(cfg.strategies)}
-    sc_held = [p for p in sc_full if p.problem in held]
-    sc_acc = float(np.mean([p.correct for p in sc_held]))
-    sc_tok = float(np.mean([p.generated_tokens for p in sc_held]))
+    policy = m.policy
     print(f"fitted on {len(policy.train)} problems, held out {len(policy.heldout)} "
-          f"({len(held)} with every strategy run, compared below); "
-          f"{describe_bins(policy)}")
-    rows = []
-    for budget in policy.budgets:
-        pts = simulate(policy, records, sorted(held), budget)
-        if len(pts) < len(sc_held):
-            continue  # a chosen strategy lacks records for some held-out problem
-        rows.append((budget, float(np.mean([p.correct for p in pts])),
-                     float(np.mean([p.generated_tokens for p in pts]))))
-    print(f"{'budget':>8} {'choices per bin (easy → hard)':<70} {'acc':>6} {'gen tok':>8} "
+          f"({len(m.held)} with every strategy run, compared below); {describe_bins(policy)}")
+    names: dict[str, str] = {}
+    table: list[tuple[str, str, float, float]] = []
+    for budget, acc, tok in m.rows:
+        picks = " ".join(names.setdefault(c.label, f"[{len(names) + 1}]")
+                         for c in policy.budgets[budget])
+        if not table or table[-1][1] != picks:
+            table.append((budget, picks, acc, tok))
+    print("configurations: " + "; ".join(f"{n} {label}" for label, n in names.items()))
+    width = max(len("per bin (easy → hard)"), *(len(t[1]) for t in table))
+    print(f"{'budget':>8} {'per bin (easy → hard)':<{width}} {'acc':>6} {'gen tok':>8} "
           f"{'share':>6}")
-    shown = set()
-    for budget, acc, tok in rows:
-        picks = ", ".join(c.label for c in policy.budgets[budget])
-        if picks in shown:
-            continue
-        shown.add(picks)
-        print(f"{budget:>8} {picks[:70]:<70} {acc:6.3f} {tok:8.0f} {tok / sc_tok:6.3f}")
-    reach = [(b, a, t) for b, a, t in rows if a >= sc_acc - 1e-9]
+    for budget, picks, acc, tok in table:
+        print(f"{budget:>8} {picks:<{width}} {acc:6.3f} {tok:8.0f} {tok / m.sc_tok:6.3f}")
     if args.report is not None:
         build_report(records, args.report, title="policy across families: arith, qwen 0.5B",
                      policy=policy)
         print(f"report: {args.report / 'report.html'}")
-    print(f"held-out SC@16: accuracy {sc_acc:.3f}, {sc_tok:.0f} generated tokens per problem "
-          f"({len(sc_held)} problems)")
-    if not reach:
-        best = max(rows, key=lambda r: r[1]) if rows else None
+    others = [measure(records, cfg.strategies, args, seed, source)
+              for seed in range(1, args.splits)]
+    if others:
+        shares = [o.share() for o in others]
+        print(f"other splits (seeds 1-{args.splits - 1}): SC@16's held-out accuracy reached at "
+              "shares " + ", ".join("not reached" if s is None else f"{s:.3f}" for s in shares)
+              + "; best accuracy (share) " + ", ".join(
+                  f"{a:.3f} of {o.sc_acc:.3f} ({t / o.sc_tok:.3f})" for o in others
+                  for _, a, t in [max(o.rows, key=lambda r: (r[1], -r[2]))]))
+    print(f"held-out SC@16: accuracy {m.sc_acc:.3f}, {m.sc_tok:.0f} generated tokens per problem "
+          f"({len(m.held)} problems)")
+    oracle = oracle_tokens(records, m.held, policy.probe_k, m.sc_acc)
+    print("a clairvoyant choice per held-out problem over the same configurations reaches it "
+          "with " + (f"{oracle:.0f} tokens (share {oracle / m.sc_tok:.3f})" if oracle else
+                     "no budget"))
+    share = m.share()
+    if share is None:
+        best = max(m.rows, key=lambda r: r[1]) if m.rows else None
         if best:
             print(f"adaptive never reached SC@16's accuracy; best {best[1]:.3f} at "
                   f"{best[2]:.0f} tokens")
         print("share of SC@16 tokens to reach its held-out accuracy: not reached")
         return
-    budget, acc, tok = min(reach, key=lambda r: r[2])
+    budget, acc, tok = min(((b, a, t) for b, a, t in m.rows if a >= m.sc_acc - 1e-9),
+                           key=lambda r: r[2])
     print(f"held-out adaptive@{budget}: accuracy {acc:.3f}, {tok:.0f} generated tokens per "
           f"problem")
-    print(f"share of SC@16 tokens to reach its held-out accuracy: {tok / sc_tok:.3f}")
+    print(f"share of SC@16 tokens to reach its held-out accuracy: {share:.3f}")
 
 
 if __name__ == "__main__":

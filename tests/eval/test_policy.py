@@ -116,6 +116,11 @@ def test_report_says_when_the_probe_found_no_cut() -> None:
     text = describe_bins(three)
     assert text.startswith("3 bins cut at 0.875, 0.625: bin 1 (easiest) agreement of the first "
                            "2 samples ≥ 0.875; bin 2 0.625 to 0.875; bin 3 (hardest) < 0.625")
+    split = one.model_copy(update={"edges": [0.75], "feature": "prompt_chars",
+                                   "feature_cut": 20.0})
+    assert describe_bins(split).endswith(
+        "bin 2 (hardest) < 0.75; each split by question length at 20 characters into 4 bins "
+        "(probe bin p gives bin 2p-1 when short, 2p when long)")
 
 
 def test_cli_fit_policy_then_report_with_it(synthetic_store: Path, tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 Three kinds of problems, told apart by the agreement of the first 3 samples:
 - easy (probe 5,5,5): every sample is right, so majority@4 is right and cheapest;
-- medium (probe 5,5,3): majority@4 is right, beam search is wrong;
+- medium (probe 5,3,5): majority@4 is right (so is early stopping, which stops at 4 samples
+  and loses the tie to the plain configuration), beam search is wrong;
 - hard (probe 7,3,1): no sample is right, beam search is right for 300 tokens.
 """
 
@@ -13,13 +14,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from testtime.eval.difficulty import split
 from testtime.eval.policy import fit_policy, instances, outcome, simulate, unit_cost
 from testtime.strategies import make_strategy
 
 POOL = "weighted-vote:n=8,verifier=confidence"
 BEAM = "beam:n=4,width=2,verifier=confidence"
 PER_SAMPLE = 50
-SAMPLES = {"easy": ["5"] * 8, "medium": ["5", "5", "3", "5", "5", "5", "5", "5"],
+SAMPLES = {"easy": ["5"] * 8, "medium": ["5", "3", "5", "5", "5", "5", "5", "5"],
            "hard": ["7", "3", "1", "7", "3", "1", "2", "4"]}
 BEAM_RUN = {"easy": (True, 1000), "medium": (False, 300), "hard": (True, 300)}
 
@@ -65,7 +67,12 @@ def test_each_bin_gets_the_family_that_wins_it() -> None:
     assert row[1] == "majority@4", "majority@4 suffices on the medium bin"
     assert row[2] == BEAM and policy.budgets["300"][2].family == "beam", \
         "beam search dominates the hard bin"
-    assert row[0] == "majority@4", "the cheapest right configuration on easy problems"
+    easy = policy.budgets["300"][0]
+    assert easy.family == "early-stop", "early stopping answers easy problems from the probe"
+    for inst in instances(recs, policy.train, policy.probe_k, policy.statistic):
+        if inst.problem.split("/")[1].startswith("easy"):
+            correct, usage = outcome(inst, easy, policy.probe_k)
+            assert (correct, usage["generated_tokens"]) == (1.0, 3 * PER_SAMPLE)
 
 
 def test_the_cost_constraint_holds_on_average_and_binds() -> None:
@@ -81,8 +88,8 @@ def test_the_cost_constraint_holds_on_average_and_binds() -> None:
     held = simulate(policy, recs, policy.heldout, "300")
     assert np.mean([p.correct for p in held]) == 1.0
     assert np.mean([p.generated_tokens for p in held]) == pytest.approx(
-        np.mean([200 if p.problem.split("/")[1].startswith(("easy", "medium")) else 450
-                  for p in held]))
+        np.mean([{"easy": 150, "medium": 200, "hard": 450}[p.problem.split("/")[1]
+                                                             .split("-")[0]] for p in held]))
 
 
 def test_budgets_in_flops_or_seconds_and_verifier_tokens_count() -> None:
@@ -130,3 +137,31 @@ def test_efficiency_strategies_have_a_place_in_the_choice_set(spec: str) -> None
     hard = policy.budgets["300"][2]
     assert hard.label == spec and hard.family == spec.split(":")[0]
     assert make_strategy(hard.label).registered_name == spec.split(":")[0]  # type: ignore[attr-defined]
+
+
+def test_a_bin_of_few_problems_cannot_crown_a_configuration_on_luck() -> None:
+    """Two training problems fall in the odd bin, where beam search happened to win; held out,
+    the odd problems are like every other and majority voting is right. Shrinking the bin's
+    accuracies toward all problems' keeps the configuration that wins everywhere."""
+    ids = [f"common-{i}" for i in range(36)] + [f"odd-{i}" for i in range(1, 6)]
+    train, _ = split(sorted(f"synthetic/{p}" for p in ids), 0.5, 0)
+    recs = []
+    for pid in ids:
+        odd, trained = pid.startswith("odd"), f"synthetic/{pid}" in train
+        answers = (["5"] * 8 if not odd else ["3", "5", "3"] + ["3"] * 5 if trained
+                   else ["5", "5", "3"] + ["5"] * 5)
+        cands = [{"answer": a, "correct": a == "5", "generated_tokens": PER_SAMPLE,
+                  "score": 0.7} for a in answers]
+        lucky = odd and trained
+        recs += [_record(pid, POOL, True, cands, PER_SAMPLE * 8),
+                 _record(pid, BEAM, lucky, [{"answer": "5" if lucky else "8", "correct": lucky,
+                                             "generated_tokens": 300, "score": 0.9}], 300)]
+    odd_train = [p for p in train if "odd" in p]
+    assert len(odd_train) == 2, "the split must leave two odd problems to train on"
+    odd_held = [p for p in ids if p.startswith("odd") and f"synthetic/{p}" not in train]
+    for prior, wins in ((0.0, False), (4.0, True)):
+        policy = fit_policy(recs, probe_k=3, bins=2, budgets=[1000], prior=prior)
+        assert policy.bins == 2
+        assert (policy.budgets["1000"][1].family != "beam") is wins, prior
+        held = simulate(policy, recs, [f"synthetic/{p}" for p in odd_held], "1000")
+        assert np.mean([p.correct for p in held]) == (1.0 if wins else 0.0), prior

@@ -141,11 +141,14 @@ def fit_policy_cmd(
     seed: Annotated[int, typer.Option(help="split seed")] = 0,
     prompt_length: Annotated[bool, typer.Option(
         help="also split every bin by question length (a cheap prompt feature)")] = False,
+    prior: Annotated[float | None, typer.Option(
+        min=0.0, help="pseudo-problems shrinking each bin's accuracies toward all problems' "
+        "[default: 4]")] = None,
 ) -> None:
     """Fit, per difficulty bin and budget, the best configuration of every strategy the sweep
     ran (sampling at each k, early-stop, beam, revision, ...); write policy JSON."""
     from testtime.cli import USER_ERRORS, fail
-    from testtime.eval.policy import fit_policy
+    from testtime.eval.policy import PRIOR, fit_policy
     from testtime.eval.store import ResultStore
 
     if statistic not in ("agreement", "score"):
@@ -164,7 +167,7 @@ def fit_policy_cmd(
                             budgets=levels, unit=unit,  # type: ignore[arg-type]
                             holdout=holdout, seed=seed,
                             feature="prompt_chars" if prompt_length else None,
-                            source=str(store))
+                            prior=PRIOR if prior is None else prior, source=str(store))
         policy.save(out)
     except USER_ERRORS as exc:
         fail(str(exc))

@@ -3,12 +3,15 @@
 For every training problem the probe (the first k samples of its sampling pool) gives a
 predicted difficulty bin. Every configuration has an expected accuracy and cost given that
 probe: sampling configurations (majority, weighted or best-of at k, which reuse the probe's
-samples) are scored from the pool without sampling again; every other strategy the sweep ran
-(early-stop, beam, revision, ...) counts as its own record's outcome, its cost plus the
-probe's. Per budget (mean cost per problem in the chosen unit, probe included) the policy
-picks one configuration per bin to maximise mean accuracy within the budget (a Lagrangian
-relaxation of the multiple-choice knapsack). Evaluation replays the procedure on held-out
-problems, so no problem used for fitting is scored.
+samples) and early stopping at several batch sizes and thresholds (replayed over orders of
+the pool, probe first: :mod:`testtime.eval.stopping`) are scored from the pool without
+sampling again; every other strategy the sweep ran (beam, revision, deepconf, ...) counts as
+its own record's outcome, its cost plus the probe's. A bin's accuracies are shrunk toward
+the all-problem ones (``prior``), as small bins overfit. Per budget (mean cost per problem in
+the chosen unit, probe included) the policy picks one configuration per bin to maximise mean
+accuracy within the budget (a Lagrangian relaxation of the multiple-choice knapsack).
+Evaluation replays the procedure on held-out problems, so no problem used for fitting is
+scored.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from testtime.eval.curves import (
     subset_mask,
 )
 from testtime.eval.difficulty import fit_edges, probe_statistic, sampling_records, split
+from testtime.eval.stopping import early_stop_choices, replay_early_stop, replays
 from testtime.strategies.adaptive import Choice, Policy, Statistic, Unit, sampling_spec
 from testtime.strategies.base import make_strategy
 
@@ -36,6 +40,8 @@ COST_FIELDS = ("generated_tokens", "verifier_tokens", "prompt_tokens", "calls", 
                "seconds")
 FRACTIONS = (1 / 16, 1 / 8, 3 / 16, 1 / 4, 3 / 8, 1 / 2, 3 / 4, 1)
 """Default budgets: these shares of the largest sampling configuration's mean cost."""
+PRIOR = 4.0
+"""Pseudo-problems shrinking each bin's accuracies toward the all-problem accuracies."""
 COVERAGE = 0.8
 """A strategy enters the choice set when the sweep ran it on this share of the problems."""
 
@@ -79,27 +85,43 @@ def probe_usage(inst: Instance, probe_k: int) -> dict[str, float]:
     return out
 
 
+def _drawn_usage(inst: Instance, samples: float, generated: float) -> dict[str, float]:
+    """Usage of drawing ``samples`` of the pool: their generated tokens, the pool's other
+    costs pro rata, the prompt once."""
+    u = _usage(inst.record)
+    usage = {key: v * samples / len(inst.record["candidates"]) for key, v in u.items()}
+    usage["generated_tokens"] = generated
+    usage["prompt_tokens"] = u["prompt_tokens"]
+    return usage
+
+
 def outcome(inst: Instance, choice: Choice, probe_k: int, *, limit: int = 256
             ) -> tuple[float, dict[str, float]]:
     """Expected correctness and usage of ``choice`` on ``inst`` after its probe."""
+    cands = inst.record["candidates"]
+    n = len(cands)
+    gens = np.array([float(c.get("generated_tokens", 0)) for c in cands])
     if choice.k:
-        cands = inst.record["candidates"]
-        n = len(cands)
         k = min(max(choice.k, probe_k), n)
         rng = np.random.default_rng([k, probe_k, len(choice.family)])
         mask = subset_mask(n, k, rng, limit, fixed=probe_k)
-        gens = [c.get("generated_tokens", 0) for c in cands]
         rest_mean = float(np.mean(gens[probe_k:])) if n > probe_k else 0.0
-        u = _usage(inst.record)
-        usage = {key: v * k / n for key, v in u.items()}
-        usage["generated_tokens"] = sum(gens[:probe_k]) + (k - probe_k) * rest_mean
-        usage["prompt_tokens"] = u["prompt_tokens"]
-        return float(inst.pool.judge(choice.family, mask).mean()), usage
+        generated = float(gens[:probe_k].sum()) + (k - probe_k) * rest_mean
+        return float(inst.pool.judge(choice.family, mask).mean()), _drawn_usage(inst, k,
+                                                                                generated)
+    if choice.spec not in inst.runs and replays(choice, inst.record["strategy"], n):
+        run = replay_early_stop(inst.pool, gens, choice.strategy(), probe_k)
+        return run.accuracy, _drawn_usage(inst, run.samples, run.generated_tokens)
     rec = inst.runs[choice.spec]
     probe = probe_usage(inst, probe_k)
-    run = _usage(rec)
-    usage = {k: probe[k] + run[k] for k in COST_FIELDS}
-    return float(bool(rec.get("correct"))), usage
+    used = _usage(rec)
+    return float(bool(rec.get("correct"))), {k: probe[k] + used[k] for k in COST_FIELDS}
+
+
+def available(inst: Instance, choice: Choice) -> bool:
+    """Whether ``inst`` can score ``choice``: from its pool, or from the strategy's own run."""
+    return bool(choice.k) or choice.spec in inst.runs or replays(
+        choice, inst.record["strategy"], len(inst.record["candidates"]))
 
 
 def other_runs(records: Sequence[dict[str, Any]]) -> dict[tuple[str, Any], dict[str, Any]]:
@@ -136,6 +158,7 @@ def choices(insts: Sequence[Instance], probe_k: int) -> list[Choice]:
     fams = ("majority", "weighted", "best-of") if scored else ("majority",)
     out = [Choice(spec=sampling_spec(source, f, k)) for f in fams for k in default_ks(n)
            if k >= probe_k]
+    out += early_stop_choices(source, n)
     counts: dict[str, int] = {}
     for inst in insts:
         for spec in inst.runs:
@@ -165,11 +188,14 @@ def allocate(table: dict[int, dict[Choice, tuple[float, float]]], weights: dict[
 def fit_policy(records: Sequence[dict[str, Any]], *, probe_k: int = 2, bins: int = 3,
                statistic: Statistic = "agreement", budgets: Sequence[float] | None = None,
                unit: Unit = "tokens", holdout: float = 0.5, seed: int = 0,
-               feature: Literal["prompt_chars"] | None = None, source: str = "") -> Policy:
+               feature: Literal["prompt_chars"] | None = None, prior: float = PRIOR,
+               source: str = "") -> Policy:
     """Fit a Policy on the training split of a sweep's records, across strategy families.
 
     With ``feature="prompt_chars"`` every probe bin is split at the training problems' median
-    question length (when they differ).
+    question length (when they differ). A bin's accuracy per configuration is shrunk toward
+    that configuration's accuracy over all training problems as if ``prior`` more problems had
+    scored it, so a small bin cannot crown a configuration on a few lucky problems.
     """
     pools = sampling_records(records)
     if not pools:
@@ -183,8 +209,7 @@ def fit_policy(records: Sequence[dict[str, Any]], *, probe_k: int = 2, bins: int
         raise ValueError(f"{len(pools)} problems are too few to split into train and held-out")
     insts = instances(records, train, probe_k, statistic)
     opts = choices(insts, probe_k)
-    others = {c.spec for c in opts if not c.k}
-    insts = [i for i in insts if others <= set(i.runs)]
+    insts = [i for i in insts if all(available(i, c) for c in opts)]
     if statistic == "score" and not all(i.pool.scored for i in insts):
         raise ValueError("statistic 'score' needs a verifier's scores on the sampling pool")
     edges = fit_edges([i.statistic for i in insts], bins)
@@ -199,14 +224,16 @@ def fit_policy(records: Sequence[dict[str, Any]], *, probe_k: int = 2, bins: int
     by_bin: dict[int, list[Instance]] = {b: [] for b in range(1, proto.bins + 1)}
     for inst in insts:
         by_bin[proto.predict(inst.statistic, inst.chars)].append(inst)
+    scored = {id(i): {ch: outcome(i, ch, probe_k) for ch in opts} for i in insts}
+    overall = {ch: float(np.mean([scored[id(i)][ch][0] for i in insts])) for ch in opts}
     table: dict[int, dict[Choice, tuple[float, float]]] = {}
     for b, members in by_bin.items():
         pool = members or insts  # an empty bin falls back to all training problems
         table[b] = {}
         for ch in opts:
-            vals = [outcome(i, ch, probe_k) for i in pool]
-            table[b][ch] = (float(np.mean([v[0] for v in vals])),
-                            float(np.mean([unit_cost(v[1], unit) for v in vals])))
+            vals = [scored[id(i)][ch] for i in pool]
+            acc = (sum(v[0] for v in vals) + prior * overall[ch]) / (len(vals) + prior)
+            table[b][ch] = (acc, float(np.mean([unit_cost(v[1], unit) for v in vals])))
     weights = {b: len(m) / len(insts) for b, m in by_bin.items()}
     if budgets is None:
         full = max((c for c in opts if c.k), key=lambda c: (c.k, c.family == "majority"))
@@ -239,7 +266,7 @@ def simulate(policy: Policy, records: Sequence[dict[str, Any]], problems: Sequen
     out = []
     for inst in instances(records, problems, policy.probe_k, policy.statistic):
         choice = policy.budgets[budget][policy.predict(inst.statistic, inst.chars) - 1]
-        if not choice.k and choice.spec not in inst.runs:
+        if not available(inst, choice):
             continue
         correct, u = outcome(inst, choice, policy.probe_k)
         rec = inst.record

@@ -166,7 +166,7 @@ def describe_bins(policy: Policy) -> str:
                 "into bin 1 (short) and bin 2 (long)")
     bounds = [float("inf"), *policy.edges, float("-inf")]
     parts = []
-    for b in range(1, policy.bins + 1):
+    for b in range(1, len(policy.edges) + 2):
         hi, lo = bounds[b - 1], bounds[b]
         if hi == float("inf"):
             parts.append(f"bin {b} (easiest) {stat} ≥ {lo:.3g}")
@@ -178,7 +178,8 @@ def describe_bins(policy: Policy) -> str:
         "; ".join(parts)
     if policy.feature_cut is not None:
         text += (f"; each split by question length at {policy.feature_cut:.0f} characters "
-                 f"into {policy.bins} bins (odd: short, even: long)")
+                 f"into {policy.bins} bins (probe bin p gives bin 2p-1 when short, 2p when "
+                 "long)")
     return text
 
 

@@ -98,13 +98,18 @@ class Choice(BaseModel):
         return _built(self.spec)
 
 
-def sampling_spec(source: str, family: str, k: int) -> str:
-    """The spec of ``family`` at k samples with ``source``'s sampler settings and verifier."""
+def sampler_options(source: str, *, verifier: bool) -> list[str]:
+    """``key=value`` items of ``source``'s sampler settings (and its verifier, if asked)."""
     _, opts = split_spec(source)
     keep = {"temperature", "max_tokens", "top_p", "top_k", "min_p", "repeat_penalty"}
-    if family != "majority":
+    if verifier:
         keep.add("verifier")
-    items = [f"n={k}"] + [f"{key}={_quoted(v)}" for key, v in opts.items() if key in keep]
+    return [f"{key}={_quoted(v)}" for key, v in opts.items() if key in keep]
+
+
+def sampling_spec(source: str, family: str, k: int) -> str:
+    """The spec of ``family`` at k samples with ``source``'s sampler settings and verifier."""
+    items = [f"n={k}", *sampler_options(source, verifier=family != "majority")]
     return f"{SPEC_OF_FAMILY[family]}:{','.join(items)}"
 
 
