@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from testtime.eval.curves import derived_points, problem_key
+from testtime.eval.curves import Point, derived_points, problem_key
 from testtime.eval.policy import (
     PRIOR,
     allocate,
@@ -82,23 +82,39 @@ class Measured:
         return min(reach) / self.sc_tok if reach else None
 
 
-def measure(records: list[dict], strategies: list[str], args: argparse.Namespace, seed: int,
-            source: str) -> Measured:
+@dataclass
+class Sweep:
+    """What every split compares against: SC@16 per problem, the problems that ran every
+    strategy of the sweep, and the budgets (shares of SC@16's mean tokens)."""
+
+    records: list[dict]
+    sc_full: list[Point]
+    complete: set[str]
+    levels: list[float]
+
+    @classmethod
+    def of(cls, records: list[dict], strategies: list[str]) -> Sweep:
+        """ValueError if there is nothing to fit yet."""
+        sc_full = [p for p in derived_points(records, ks=[16]) if p.config == "majority@16"]
+        if not sc_full:
+            raise ValueError("no 16-sample pool is stored yet")
+        have: dict[str, set[str]] = {}
+        for r in records:
+            have.setdefault(problem_key(r), set()).add(r["strategy"])
+        sc_tokens = float(np.mean([p.generated_tokens for p in sc_full]))
+        return cls(records, sc_full, {p for p, s in have.items() if s >= set(strategies)},
+                   sorted({round(sc_tokens * s) for s in SHARES}))
+
+
+def measure(sweep: Sweep, args: argparse.Namespace, seed: int, source: str) -> Measured:
     """Fit on split ``seed`` and replay every budget on its held-out problems that ran every
-    strategy of the sweep (ValueError if there is nothing to fit yet)."""
-    sc_full = [p for p in derived_points(records, ks=[16]) if p.config == "majority@16"]
-    if not sc_full:
-        raise ValueError("no 16-sample pool is stored yet")
-    sc_tokens = float(np.mean([p.generated_tokens for p in sc_full]))
-    levels = sorted({round(sc_tokens * s) for s in SHARES})
-    policy = fit_policy(records, probe_k=args.probe_k, bins=args.bins, budgets=levels,
+    strategy of the sweep."""
+    records = sweep.records
+    policy = fit_policy(records, probe_k=args.probe_k, bins=args.bins, budgets=sweep.levels,
                         feature="prompt_chars" if args.prompt_length else None,
                         prior=args.prior, seed=seed, source=source)
-    have: dict[str, set[str]] = {}
-    for r in records:
-        have.setdefault(problem_key(r), set()).add(r["strategy"])
-    held = sorted(p for p in policy.heldout if have.get(p, set()) >= set(strategies))
-    sc_held = [p for p in sc_full if p.problem in held]
+    held = sorted(p for p in policy.heldout if p in sweep.complete)
+    sc_held = [p for p in sweep.sc_full if p.problem in held]
     rows = []
     for budget in policy.budgets:
         pts = simulate(policy, records, held, budget)
@@ -138,7 +154,8 @@ def main() -> None:
     print(f"store: {len(records)} records, {len(pools)} problems with a sampling pool "
           f"(config asks for {sum(t.limit for t in cfg.tasks)})")
     try:
-        m = measure(records, cfg.strategies, args, 0, source)
+        sweep = Sweep.of(records, cfg.strategies)
+        m = measure(sweep, args, 0, source)
     except ValueError as exc:
         print(f"cannot fit yet: {exc}; resume the sweep: PYTHONPATH=src nice -n 10 python "
               f"bench/policy.py --config {args.config}")
@@ -164,8 +181,7 @@ def main() -> None:
         build_report(records, args.report, title="policy across families: arith, qwen 0.5B",
                      policy=policy)
         print(f"report: {args.report / 'report.html'}")
-    others = [measure(records, cfg.strategies, args, seed, source)
-              for seed in range(1, args.splits)]
+    others = [measure(sweep, args, seed, source) for seed in range(1, args.splits)]
     if others:
         shares = [o.share() for o in others]
         print(f"other splits (seeds 1-{args.splits - 1}): SC@16's held-out accuracy reached at "

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import ClassVar
 
 from pydantic import Field
 
+from testtime.confidence import mean_probability
 from testtime.types import Candidate, Problem, Score
 from testtime.verifiers.base import VerifierSettings, VerifyContext, verifiers
 
@@ -50,4 +50,4 @@ class RPCWeights(VerifierSettings):
 
 def _prob(c: Candidate) -> float:
     lps = c.completion.logprobs
-    return math.exp(sum(lps) / len(lps)) if lps else 0.5
+    return mean_probability(lps) if lps else 0.5
