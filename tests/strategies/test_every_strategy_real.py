@@ -72,3 +72,29 @@ async def test_strategy_on_smollm(name: str, smollm: EmbeddedBackend, tmp_path: 
     assert u.flops_known and u.flops > 0
     if getattr(strategy, "uses_verifier", False) or name == "adaptive":
         assert u.verifier_calls > 0 and u.verifier_tokens > 0 and u.verifier_flops > 0
+
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+async def test_the_shipped_policy_answers_from_an_agreeing_probe_by_early_stopping(
+        qwen05: EmbeddedBackend, engine_count: Callable[[EmbeddedBackend], float]) -> None:
+    """At 275 tokens the shipped policy gives short questions whose two probe samples agree
+    early-stop (batch 2, threshold 0.8), replayed from the sweep's pool when it was fitted;
+    served, it takes the probe's two samples offered through the Context, stops on their
+    agreement, and generates nothing more."""
+    from testtime.strategies.adaptive import load_policy
+
+    shipped = load_policy("qwen2.5-coder-0.5b")
+    easy = Problem(id="sum", question="What is 12 + 30?", reference="42")
+    _, choice = shipped.choose(shipped.predict(1.0, len(easy.question)), 300)
+    assert choice.family == "early-stop"
+    before = engine_count(qwen05)
+    result = await make_strategy("adaptive:policy=qwen2.5-coder-0.5b,budget=300").run(
+        easy, Context(backend=qwen05, seed=0, strategy="adaptive"))
+    u = result.usage
+    assert result.extra["predicted_bin"] == 1 and result.extra["choice_spec"] == choice.spec
+    assert result.answer == "42" and result.extra["samples"] == shipped.probe_k
+    assert len(result.candidates) == shipped.probe_k and u.calls == 1
+    counted = u.generated_tokens + u.verifier_generated_tokens
+    assert counted <= engine_count(qwen05) - before <= counted + u.cut_calls
