@@ -38,16 +38,18 @@ from testtime.eval.policy import (
 from testtime.eval.report import build_report, describe_bins
 from testtime.eval.store import ResultStore
 from testtime.eval.sweep import load_config, run_sweep
-from testtime.strategies.adaptive import Policy
+from testtime.strategies.adaptive import Policy, draw_spec
 
 SHARES = np.geomspace(1 / 64, 1.0, 40)
 
 
-def oracle_tokens(records: list[dict], problems: list[str], probe_k: int,
+def oracle_tokens(records: list[dict], problems: list[str], policy: Policy,
                   accuracy: float) -> float | None:
-    """Mean tokens a per-problem oracle (each problem its own bin, fitted on itself) needs to
-    reach ``accuracy``: the bound on what any prediction of difficulty could save."""
-    insts = instances(records, problems, probe_k, "agreement")
+    """Mean tokens a per-problem oracle (each problem its own bin, fitted on itself, after the
+    same probe) needs to reach ``accuracy``: the bound on what any prediction of difficulty
+    could save."""
+    probe_k = policy.probe_k
+    insts = instances(records, problems, probe_k, "agreement", draw_spec(policy.prober_spec))
     opts = choices(insts, probe_k)
     table = {j: {c: (lambda o: (o[0], unit_cost(o[1], "tokens")))(outcome(i, c, probe_k))
                  for c in opts if available(i, c)} for j, i in enumerate(insts)}
@@ -112,7 +114,7 @@ def measure(sweep: Sweep, args: argparse.Namespace, seed: int, source: str) -> M
     records = sweep.records
     policy = fit_policy(records, probe_k=args.probe_k, bins=args.bins, budgets=sweep.levels,
                         feature="prompt_chars" if args.prompt_length else None,
-                        prior=args.prior, seed=seed, source=source)
+                        prior=args.prior, probe=args.probe, seed=seed, source=source)
     held = sorted(p for p in policy.heldout if p in sweep.complete)
     sc_held = [p for p in sweep.sc_full if p.problem in held]
     rows = []
@@ -133,6 +135,8 @@ def main() -> None:
     ap.add_argument("--no-sweep", action="store_true", help="fit what the store holds")
     ap.add_argument("--probe-k", type=int, default=2)
     ap.add_argument("--bins", type=int, default=3)
+    ap.add_argument("--probe", default=None,
+                    help="spec the probe draws like (default: the cheapest pool, no-thinking)")
     ap.add_argument("--prompt-length", action=argparse.BooleanOptionalAction, default=True,
                     help="also split every bin by question length (as the shipped policy)")
     ap.add_argument("--prior", type=float, default=PRIOR,
@@ -191,7 +195,7 @@ def main() -> None:
                   for _, a, t in [max(o.rows, key=lambda r: (r[1], -r[2]))]))
     print(f"held-out SC@16: accuracy {m.sc_acc:.3f}, {m.sc_tok:.0f} generated tokens per problem "
           f"({len(m.held)} problems)")
-    oracle = oracle_tokens(records, m.held, policy.probe_k, m.sc_acc)
+    oracle = oracle_tokens(records, m.held, policy, m.sc_acc)
     print("a clairvoyant choice per held-out problem over the same configurations reaches it "
           "with " + (f"{oracle:.0f} tokens (share {oracle / m.sc_tok:.3f})" if oracle else
                      "no budget"))

@@ -150,12 +150,27 @@ def _math_verify_equal(a: str, b: str) -> bool:
         return False
 
 
+_COMPUTATION = re.compile(r"\d\s*(?:[-+*×÷^]|\\times|\\cdot|\\div)\s*\(?\s*\d")
+
+
+def undone(answer: str) -> bool:
+    """Whether ``answer`` is a computation left undone (``486 * 13 - 546 * 6``), not a number."""
+    a = normalize(answer)
+    return _as_number(a) is None and _COMPUTATION.search(a) is not None
+
+
 def is_correct(answer: str | None, reference: str | None) -> bool:
-    """Grade an answer against a reference answer (which may itself be a full solution)."""
+    """Grade an answer against a reference answer (which may itself be a full solution).
+
+    A numeric reference needs a number: restating the question's arithmetic is no answer,
+    even though it equals the reference symbolically."""
     if answer is None or reference is None:
         return False
     ref = extract_answer(reference) if ("####" in reference or "\\boxed" in reference) else None
-    return equivalent(answer, ref if ref is not None else reference)
+    target = ref if ref is not None else reference
+    if _as_number(normalize(target)) is not None and undone(answer):
+        return False
+    return equivalent(answer, target)
 
 
 def group_answers(answers: list[str | None]) -> list[int | None]:

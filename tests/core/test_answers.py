@@ -51,6 +51,23 @@ def test_is_correct_against_gsm8k_style_reference() -> None:
     assert not is_correct(None, "72")
 
 
+@pytest.mark.parametrize(("answer", "reference", "correct"), [
+    ("486 * 13 - 546 * 6", "3042", False),
+    ("2 \\times 3", "6", False),
+    ("40 + 2", "#### 42", False),
+    ("3,042", "3042", True),
+    ("-5", "-5", True),
+    ("\\frac{1}{2}", "0.5", True),
+    ("1e-3", "0.001", True),
+    ("x^2 + 1", "x^2+1", True),
+])
+def test_a_numeric_reference_needs_a_number_not_the_question_restated(
+        answer: str, reference: str, correct: bool) -> None:
+    """A model that echoes the question's arithmetic has not answered it, though the echo
+    equals the reference symbolically; a symbolic reference still takes symbolic answers."""
+    assert is_correct(answer, reference) is correct
+
+
 def test_group_answers_merges_equivalents_and_skips_missing() -> None:
     assert group_answers(["3", "3.0", None, "4", "\\frac{6}{2}"]) == [0, 0, None, 1, 0]
 

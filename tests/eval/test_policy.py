@@ -114,8 +114,11 @@ def test_report_says_when_the_probe_found_no_cut() -> None:
     assert text.startswith("one probe bin") and "no cut was fitted" in text
     three = one.model_copy(update={"edges": [0.875, 0.625]})
     text = describe_bins(three)
-    assert text.startswith("3 bins cut at 0.875, 0.625: bin 1 (easiest) agreement of the first "
-                           "2 samples ≥ 0.875; bin 2 0.625 to 0.875; bin 3 (hardest) < 0.625")
+    assert text.startswith("3 bins cut at 0.875, 0.625: bin 1 (easiest) agreement of 2 samples "
+                           "drawn as self-consistency:temperature=0.8,max_tokens=512 ≥ 0.875; "
+                           "bin 2 0.625 to 0.875; bin 3 (hardest) < 0.625")
+    answers = three.model_copy(update={"probe": "no-thinking:max_tokens=16"})
+    assert "agreement of 2 samples drawn as no-thinking:max_tokens=16 ≥" in describe_bins(answers)
     split = one.model_copy(update={"edges": [0.75], "feature": "prompt_chars",
                                    "feature_cut": 20.0})
     assert describe_bins(split).endswith(
@@ -144,6 +147,9 @@ def test_cli_fit_policy_then_report_with_it(synthetic_store: Path, tmp_path: Pat
     (["fit-policy", "missing.db"], "does not exist"),
     (["fit-policy", "STORE", "--budgets", "a,b"], "--budgets"),
     (["export", "STORE", "--out", "x.txt"], ".csv or .parquet"),
+    (["fit-policy", "STORE", "--probe", "beam:n=2"], "not a pooled sampling strategy"),
+    (["fit-policy", "STORE", "--probe", "no-thinking:max_tokens=9"], "no problem has a pool"),
+    (["fit-policy", "STORE", "--probe", "nonsense:n=2"], "nonsense"),
 ])
 def test_cli_errors_are_one_line(synthetic_store: Path, args: list[str], message: str) -> None:
     res = runner.invoke(app, [str(synthetic_store) if a == "STORE" else a for a in args])
@@ -237,3 +243,36 @@ async def test_the_probe_compares_last_numbers_of_free_text_replies(tmp_path: Pa
     words = ScriptedBackend(responder=lambda p, i, r: ["It is four.", "Four, I think."][i % 2])
     res = await solve(chat, strategy, words)
     assert res.extra["predicted_bin"] == 2
+
+
+async def test_a_no_thinking_probe_answers_easy_questions_and_thinks_on_hard_ones(
+        tmp_path: Path) -> None:
+    """Two no-thinking answers probe; when they agree, no-thinking@2 answers from them with
+    no further call; when they differ, a chain of thought is sampled from the plain prompt,
+    which cannot reuse the prefilled probe."""
+    path = tmp_path / "p.json"
+    Policy(probe_k=2, edges=[0.75], probe="no-thinking:max_tokens=4",
+           budgets={"100": [Choice(spec="no-thinking:n=2,max_tokens=4"),
+                            Choice(spec="self-consistency:n=3,max_tokens=8")]}).save(path)
+
+    def respond(prompt, i, req):  # type: ignore[no-untyped-def]
+        if prompt.prefix:  # the no-thinking draw
+            return " 5." if "easy" in prompt.messages[-1].content else f" {i + 1}."
+        return "Think it through. The answer is 4."
+
+    strategy = make_strategy(f"adaptive:policy={path},budget=100")
+    backend = ScriptedBackend(responder=respond)
+    easy = await solve(Problem(id="e", question="easy", reference="5"), strategy, backend)
+    assert easy.answer == "5" and easy.extra["choice"] == "no-thinking@2"
+    assert [r.n for r in backend.requests] == [2] and easy.usage.generated_tokens == 2
+    backend.requests.clear()
+    hard = await solve(Problem(id="h", question="hard", reference="4"), strategy, backend)
+    assert hard.answer == "4" and hard.extra["predicted_bin"] == 2
+    assert [(r.n, r.prompt.prefix) for r in backend.requests] == [(2, "The answer is"), (3, "")]
+    assert hard.usage.generated_tokens == 2 + 3 * 7
+
+
+def test_a_probe_that_is_not_a_sampling_pool_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a pooled sampling strategy"):
+        Policy(probe_k=2, edges=[], probe="beam:n=2",
+               budgets={"1": [Choice(spec="self-consistency:n=2")]})

@@ -17,6 +17,7 @@ import pytest
 from testtime.eval.difficulty import split
 from testtime.eval.policy import fit_policy, instances, outcome, simulate, unit_cost
 from testtime.strategies import make_strategy
+from testtime.strategies.adaptive import draw_spec
 
 POOL = "weighted-vote:n=8,verifier=confidence"
 BEAM = "beam:n=4,width=2,verifier=confidence"
@@ -165,3 +166,32 @@ def test_a_bin_of_few_problems_cannot_crown_a_configuration_on_luck() -> None:
         assert (policy.budgets["1000"][1].family != "beam") is wins, prior
         held = simulate(policy, recs, [f"synthetic/{p}" for p in odd_held], "1000")
         assert np.mean([p.correct for p in held]) == (1.0 if wins else 0.0), prior
+
+
+def test_a_no_thinking_probe_answers_what_it_agrees_on_and_thinks_about_the_rest() -> None:
+    """Every problem has a chain-of-thought pool (50 tokens a sample, always right) and a pool
+    of no-thinking answers (3 tokens each): easy problems' answers agree and are right, hard
+    ones' scatter. The probe is the cheaper pool; agreeing answers are the answer (6 tokens),
+    and a hard problem pays the probe plus a chain of thought, which cannot reuse it."""
+    nothink = "no-thinking:n=8,max_tokens=16"
+    recs = []
+    for i in range(40):
+        hard = i % 2 == 1
+        pid = f"{'hard' if hard else 'easy'}-{i}"
+        quick = ["7", "3", "1", "9", "5", "2", "8", "6"] if hard else ["5"] * 8
+        recs += [
+            _record(pid, POOL, True, [{"answer": "5", "correct": True, "score": 0.9,
+                                       "generated_tokens": PER_SAMPLE}] * 8, PER_SAMPLE * 8),
+            _record(pid, nothink, not hard, [{"answer": a, "correct": a == "5",
+                                              "generated_tokens": 3} for a in quick], 24)]
+    policy = fit_policy(recs, probe_k=2, bins=2, budgets=[35])
+    assert policy.probe == draw_spec(nothink) and policy.bins == 2
+    easy, hard = policy.budgets["35"]
+    assert easy.label == "no-thinking@2" and hard.family in ("majority", "weighted", "best-of")
+    held = simulate(policy, recs, policy.heldout, "35")
+    assert np.mean([p.correct for p in held]) == 1.0
+    for p in held:
+        assert p.generated_tokens == (6 if "easy" in p.problem else 6 + hard.k * PER_SAMPLE)
+    cot = fit_policy(recs, probe_k=2, bins=2, budgets=[35], probe=POOL)
+    assert cot.probe == draw_spec(POOL) and cot.bins == 1, \
+        "chain-of-thought probes all agree, so they tell nothing apart"

@@ -30,6 +30,7 @@ SPECS = {
     "best-of-n": "best-of-n:n=2,max_tokens=24",
     "weighted-vote": "weighted-vote:n=2,max_tokens=24",
     "multi-temperature": "multi-temperature:n=2,max_tokens=24",
+    "no-thinking": "no-thinking:n=2,max_tokens=8",
     "early-stop": "early-stop:max_n=2,batch=2,max_tokens=24",
     "first-finish": "first-finish:n=2,max_tokens=24",
     "short-m": "short-m:n=3,m=1,max_tokens=24",

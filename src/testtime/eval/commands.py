@@ -144,6 +144,9 @@ def fit_policy_cmd(
     prior: Annotated[float | None, typer.Option(
         min=0.0, help="pseudo-problems shrinking each bin's accuracies toward all problems' "
         "[default: 4]")] = None,
+    probe: Annotated[str | None, typer.Option(
+        help="spec the probe draws like, e.g. no-thinking:max_tokens=16 (its pool must be in "
+             "the sweep) [default: the pool with the cheapest samples]")] = None,
 ) -> None:
     """Fit, per difficulty bin and budget, the best configuration of every strategy the sweep
     ran (sampling at each k, early-stop, beam, revision, ...); write policy JSON."""
@@ -167,13 +170,14 @@ def fit_policy_cmd(
                             budgets=levels, unit=unit,  # type: ignore[arg-type]
                             holdout=holdout, seed=seed,
                             feature="prompt_chars" if prompt_length else None,
-                            prior=PRIOR if prior is None else prior, source=str(store))
+                            prior=PRIOR if prior is None else prior, probe=probe,
+                            source=str(store))
         policy.save(out)
     except USER_ERRORS as exc:
         fail(str(exc))
     from testtime.eval.report import describe_bins
 
-    typer.echo(f"probe: {policy.probe_k} samples, {describe_bins(policy)}")
+    typer.echo(f"probe: {describe_bins(policy)}")
     for budget, row in policy.budgets.items():
         typer.echo(f"budget {budget:>8} {policy.unit}: " + ", ".join(
             f"bin {i + 1}: {c.label}" for i, c in enumerate(row)))

@@ -23,7 +23,6 @@ from typing import Any, Literal
 import numpy as np
 
 from testtime.eval.curves import (
-    SAMPLING,
     Point,
     Pool,
     default_ks,
@@ -31,9 +30,17 @@ from testtime.eval.curves import (
     strategy_name,
     subset_mask,
 )
-from testtime.eval.difficulty import fit_edges, probe_statistic, sampling_records, split
+from testtime.eval.difficulty import fit_edges, probe_statistic, split
 from testtime.eval.stopping import early_stop_choices, replay_early_stop, replays
-from testtime.strategies.adaptive import Choice, Policy, Statistic, Unit, sampling_spec
+from testtime.strategies.adaptive import (
+    POOLED,
+    Choice,
+    Policy,
+    Statistic,
+    Unit,
+    draw_spec,
+    sampling_spec,
+)
 from testtime.strategies.base import make_strategy
 
 COST_FIELDS = ("generated_tokens", "verifier_tokens", "prompt_tokens", "calls", "flops",
@@ -47,14 +54,43 @@ COVERAGE = 0.8
 
 
 @dataclass(frozen=True)
-class Instance:
-    """One problem under one seed: its sample pool, probe statistic and other strategies' runs."""
+class Drawn:
+    """A problem's pool from one way of drawing samples: its record, answers and tokens."""
 
-    problem: str
     record: dict[str, Any]
     pool: Pool
+
+    @property
+    def n(self) -> int:
+        """Samples in the pool."""
+        return self.pool.n
+
+    @property
+    def generated(self) -> np.ndarray:
+        """Generated tokens of each sample."""
+        return np.array([float(c.get("generated_tokens", 0)) for c in self.record["candidates"]])
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One problem under one seed: its pools by draw spec (the probe's among them), the probe
+    statistic and the other strategies' runs."""
+
+    problem: str
+    pools: dict[str, Drawn]
+    probe: str
     statistic: float
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def probed(self) -> Drawn:
+        """The pool the probe's samples come from."""
+        return self.pools[self.probe]
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The probe pool's record (question, seed, backend)."""
+        return self.probed.record
 
     @property
     def chars(self) -> int:
@@ -76,89 +112,153 @@ def _usage(rec: dict[str, Any]) -> dict[str, float]:
 
 def probe_usage(inst: Instance, probe_k: int) -> dict[str, float]:
     """What the probe's samples cost: their own tokens, the pool's other costs pro rata."""
-    cands = inst.record["candidates"]
-    u = _usage(inst.record)
-    share = probe_k / len(cands)
-    out = {k: v * share for k, v in u.items()}
-    out["generated_tokens"] = float(sum(c.get("generated_tokens", 0) for c in cands[:probe_k]))
-    out["prompt_tokens"] = u["prompt_tokens"]
-    return out
+    drawn = inst.probed
+    return _drawn_usage(drawn, probe_k, float(drawn.generated[:probe_k].sum()))
 
 
-def _drawn_usage(inst: Instance, samples: float, generated: float) -> dict[str, float]:
-    """Usage of drawing ``samples`` of the pool: their generated tokens, the pool's other
+def _drawn_usage(drawn: Drawn, samples: float, generated: float) -> dict[str, float]:
+    """Usage of drawing ``samples`` of a pool: their generated tokens, the pool's other
     costs pro rata, the prompt once."""
-    u = _usage(inst.record)
-    usage = {key: v * samples / len(inst.record["candidates"]) for key, v in u.items()}
+    u = _usage(drawn.record)
+    usage = {key: v * samples / drawn.n for key, v in u.items()}
     usage["generated_tokens"] = generated
     usage["prompt_tokens"] = u["prompt_tokens"]
     return usage
 
 
+def _plus(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    return {k: a[k] + b[k] for k in COST_FIELDS}
+
+
+def _replayed_from(inst: Instance, choice: Choice) -> str | None:
+    """The draw spec of the pool ``choice`` is replayed from, if it is an early stop that one
+    of the problem's pools replays."""
+    return next((d for d, drawn in inst.pools.items()
+                 if replays(choice, drawn.record["strategy"], drawn.n)), None)
+
+
 def outcome(inst: Instance, choice: Choice, probe_k: int, *, limit: int = 256
             ) -> tuple[float, dict[str, float]]:
-    """Expected correctness and usage of ``choice`` on ``inst`` after its probe."""
-    cands = inst.record["candidates"]
-    n = len(cands)
-    gens = np.array([float(c.get("generated_tokens", 0)) for c in cands])
-    if choice.k:
-        k = min(max(choice.k, probe_k), n)
-        rng = np.random.default_rng([k, probe_k, len(choice.family)])
-        mask = subset_mask(n, k, rng, limit, fixed=probe_k)
-        rest_mean = float(np.mean(gens[probe_k:])) if n > probe_k else 0.0
-        generated = float(gens[:probe_k].sum()) + (k - probe_k) * rest_mean
-        return float(inst.pool.judge(choice.family, mask).mean()), _drawn_usage(inst, k,
-                                                                                generated)
-    if choice.spec not in inst.runs and replays(choice, inst.record["strategy"], n):
-        run = replay_early_stop(inst.pool, gens, choice.strategy(), probe_k)
-        return run.accuracy, _drawn_usage(inst, run.samples, run.generated_tokens)
-    rec = inst.runs[choice.spec]
+    """Expected correctness and usage of ``choice`` on ``inst`` after its probe.
+
+    A configuration drawing like the probe reuses the probe's samples; any other pays the probe
+    and its own draws."""
     probe = probe_usage(inst, probe_k)
-    used = _usage(rec)
-    return float(bool(rec.get("correct"))), {k: probe[k] + used[k] for k in COST_FIELDS}
+    if choice.k:
+        draw = choice.draw or ""
+        drawn = inst.pools[draw]
+        fixed = probe_k if draw == inst.probe else 0
+        k = min(max(choice.k, fixed), drawn.n)
+        rng = np.random.default_rng([k, fixed, len(choice.family)])
+        mask = subset_mask(drawn.n, k, rng, limit, fixed=fixed)
+        gens = drawn.generated
+        rest_mean = float(np.mean(gens[fixed:])) if drawn.n > fixed else 0.0
+        usage = _drawn_usage(drawn, k, float(gens[:fixed].sum()) + (k - fixed) * rest_mean)
+        accuracy = float(drawn.pool.judge(choice.family, mask).mean())
+        return accuracy, usage if fixed else _plus(probe, usage)
+    source = None if choice.spec in inst.runs else _replayed_from(inst, choice)
+    if source is not None:
+        drawn = inst.pools[source]
+        fixed = probe_k if source == inst.probe else 0
+        run = replay_early_stop(drawn.pool, drawn.generated, choice.strategy(), fixed)
+        usage = _drawn_usage(drawn, run.samples, run.generated_tokens)
+        return run.accuracy, usage if fixed else _plus(probe, usage)
+    rec = inst.runs[choice.spec]
+    return float(bool(rec.get("correct"))), _plus(probe, _usage(rec))
 
 
 def available(inst: Instance, choice: Choice) -> bool:
-    """Whether ``inst`` can score ``choice``: from its pool, or from the strategy's own run."""
-    return bool(choice.k) or choice.spec in inst.runs or replays(
-        choice, inst.record["strategy"], len(inst.record["candidates"]))
+    """Whether ``inst`` can score ``choice``: from a pool, or from the strategy's own run."""
+    if choice.k:
+        return choice.draw in inst.pools and choice.k <= inst.pools[choice.draw or ""].n
+    return choice.spec in inst.runs or _replayed_from(inst, choice) is not None
 
 
 def other_runs(records: Sequence[dict[str, Any]]) -> dict[tuple[str, Any], dict[str, Any]]:
-    """Per (problem, seed), the records of strategies that are not sampling or adaptive."""
+    """Per (problem, seed), the records of strategies that do not pool (nor adaptive)."""
     out: dict[tuple[str, Any], dict[str, Any]] = {}
     for rec in records:
         name = strategy_name(rec["strategy"])
-        if name in SAMPLING or name == "adaptive" or rec.get("error"):
+        if name in POOLED or name == "adaptive" or rec.get("error"):
             continue
         out.setdefault((problem_key(rec), rec.get("seed")), {})[rec["strategy"]] = rec
     return out
 
 
+def pooled_records(records: Sequence[dict[str, Any]]
+                   ) -> dict[str, list[dict[str, dict[str, Any]]]]:
+    """Per problem, one {draw spec: largest record drawing so} per seed: the sample-once pools
+    (sampling of every vote family, no-thinking answers)."""
+    best: dict[tuple[str, Any], dict[str, dict[str, Any]]] = {}
+    for rec in records:
+        draw = draw_spec(rec["strategy"]) if strategy_name(rec["strategy"]) in POOLED else None
+        if draw is None or not rec.get("candidates") or rec.get("error"):
+            continue
+        have = best.setdefault((problem_key(rec), rec.get("seed")), {})
+        if draw not in have or len(rec["candidates"]) > len(have[draw]["candidates"]):
+            have[draw] = rec
+    out: dict[str, list[dict[str, dict[str, Any]]]] = {}
+    for (prob, _), pools in sorted(best.items(), key=lambda kv: str(kv[0])):
+        out.setdefault(prob, []).append(pools)
+    return out
+
+
+def cheapest_draw(records: Sequence[dict[str, Any]]) -> str:
+    """The draw spec whose samples cost the fewest generated tokens on average: the default
+    probe, since a probe is paid on every problem. ValueError if nothing pools."""
+    tokens: dict[str, list[float]] = {}
+    for pools in pooled_records(records).values():
+        for by_draw in pools:
+            for draw, rec in by_draw.items():
+                tokens.setdefault(draw, []).extend(
+                    float(c.get("generated_tokens", 0)) for c in rec["candidates"])
+    if not tokens:
+        raise ValueError("the store has no sampling records (self-consistency, weighted-vote, "
+                         "best-of-n or no-thinking) to fit a policy on: the probe needs a "
+                         "sampled pool")
+    return min(tokens, key=lambda d: (float(np.mean(tokens[d])), d))
+
+
 def instances(records: Sequence[dict[str, Any]], problems: Sequence[str], probe_k: int,
-              statistic: str) -> list[Instance]:
-    """The sample pools of ``problems`` (one per seed) with the other strategies' runs."""
-    pools = sampling_records(records)
+              statistic: str, probe: str | None = None) -> list[Instance]:
+    """The pools of ``problems`` (one set per seed) with the other strategies' runs; the
+    probe statistic comes from the first ``probe_k`` samples of the pool drawn as ``probe``
+    (a draw spec; default: the cheapest), and problems without that pool are left out."""
+    probe = probe or cheapest_draw(records)
+    pools = pooled_records(records)
     runs = other_runs(records)
     out = []
     for prob in problems:
-        for rec in pools.get(prob, []):
-            out.append(Instance(prob, rec, Pool.of(rec["candidates"]),
+        for by_draw in pools.get(prob, []):
+            if probe not in by_draw:
+                continue
+            drawn = {d: Drawn(rec, Pool.of(rec["candidates"])) for d, rec in by_draw.items()}
+            rec = by_draw[probe]
+            out.append(Instance(prob, drawn, probe,
                                 probe_statistic(rec["candidates"], probe_k, statistic),
                                 runs.get((prob, rec.get("seed")), {})))
     return out
 
 
 def choices(insts: Sequence[Instance], probe_k: int) -> list[Choice]:
-    """Every configuration a policy may pick: sampling at each k ≥ probe_k, plus each other
-    strategy the sweep ran on (nearly) every problem."""
-    n = min(len(i.record["candidates"]) for i in insts)
-    source = insts[0].record["strategy"]
-    scored = all(i.pool.scored for i in insts)
-    fams = ("majority", "weighted", "best-of") if scored else ("majority",)
-    out = [Choice(spec=sampling_spec(source, f, k)) for f in fams for k in default_ks(n)
-           if k >= probe_k]
-    out += early_stop_choices(source, n)
+    """Every configuration a policy may pick: each pool's vote families at each k (at least
+    the probe's k for the probe's pool), early stopping replayed from sampling pools, plus each
+    other strategy the sweep ran on (nearly) every problem."""
+    out: list[Choice] = []
+    common = [d for d in insts[0].pools if all(d in i.pools for i in insts)]
+    for draw in sorted(common, key=lambda d: d != insts[0].probe):
+        drawn = [i.pools[draw] for i in insts]
+        n = min(d.n for d in drawn)
+        source = drawn[0].record["strategy"]
+        family = POOLED[strategy_name(source)]
+        scored = all(d.pool.scored for d in drawn)
+        fams: tuple[str, ...] = (family,) if family == "no-thinking" else (
+            ("majority", "weighted", "best-of") if scored else ("majority",))
+        least = probe_k if draw == insts[0].probe else 1
+        out += [Choice(spec=sampling_spec(source, f, k)) for f in fams for k in default_ks(n)
+                if k >= least]
+        if family != "no-thinking":
+            out += early_stop_choices(source, n)
     counts: dict[str, int] = {}
     for inst in insts:
         for spec in inst.runs:
@@ -189,38 +289,46 @@ def fit_policy(records: Sequence[dict[str, Any]], *, probe_k: int = 2, bins: int
                statistic: Statistic = "agreement", budgets: Sequence[float] | None = None,
                unit: Unit = "tokens", holdout: float = 0.5, seed: int = 0,
                feature: Literal["prompt_chars"] | None = None, prior: float = PRIOR,
-               source: str = "") -> Policy:
+               probe: str | None = None, source: str = "") -> Policy:
     """Fit a Policy on the training split of a sweep's records, across strategy families.
 
-    With ``feature="prompt_chars"`` every probe bin is split at the training problems' median
-    question length (when they differ). A bin's accuracy per configuration is shrunk toward
-    that configuration's accuracy over all training problems as if ``prior`` more problems had
-    scored it, so a small bin cannot crown a configuration on a few lucky problems.
+    The probe draws like ``probe`` (a pooled spec: ``no-thinking``, ``self-consistency`` with
+    sampler settings; its pool must be in the sweep), by default like the pool whose samples
+    are cheapest. With ``feature="prompt_chars"`` every probe bin is split at the training
+    problems' median question length (when they differ). A bin's accuracy per configuration
+    is shrunk toward that configuration's accuracy over all training problems as if ``prior``
+    more problems had scored it, so a small bin cannot crown a configuration on a few lucky
+    problems.
     """
-    pools = sampling_records(records)
+    draw = cheapest_draw(records) if probe is None else _probe_draw(probe)
+    pools = {p: [by[draw] for by in sets if draw in by]
+             for p, sets in pooled_records(records).items()}
+    pools = {p: rs for p, rs in pools.items() if rs}
     if not pools:
-        raise ValueError("the store has no sampling records (self-consistency, weighted-vote "
-                         "or best-of-n) to fit a policy on: the probe needs a sampled pool")
+        raise ValueError(f"no problem has a pool drawn as the probe {draw!r}")
     n = min(len(r["candidates"]) for rs in pools.values() for r in rs)
     if probe_k >= n:
-        raise ValueError(f"probe_k={probe_k} must be below the sweep's samples per problem ({n})")
+        raise ValueError(f"probe_k={probe_k} must be below the probe pool's samples per "
+                         f"problem ({n})")
     train, held = split(sorted(pools), holdout, seed)
     if not train or not held:
         raise ValueError(f"{len(pools)} problems are too few to split into train and held-out")
-    insts = instances(records, train, probe_k, statistic)
+    insts = instances(records, train, probe_k, statistic, draw)
     opts = choices(insts, probe_k)
     insts = [i for i in insts if all(available(i, c) for c in opts)]
-    if statistic == "score" and not all(i.pool.scored for i in insts):
+    if statistic == "score" and not all(i.probed.pool.scored for i in insts):
         raise ValueError("statistic 'score' needs a verifier's scores on the sampling pool")
     edges = fit_edges([i.statistic for i in insts], bins)
     lengths = [i.chars for i in insts]
     cut = float(np.median(lengths)) if feature and min(lengths) < max(lengths) else None
-    settings = make_strategy(insts[0].record["strategy"])
+    settings = make_strategy(draw)
+    verifiers = [make_strategy(d.record["strategy"]).verifier or d.record.get("verifier")
+                 for d in insts[0].pools.values()]
     proto = Policy(probe_k=probe_k, statistic=statistic, edges=edges, unit=unit, budgets={},
                    feature=feature if cut is not None else None, feature_cut=cut,
                    train=train, heldout=held, temperature=settings.temperature,
-                   max_tokens=settings.max_tokens,
-                   verifier=settings.verifier or insts[0].record.get("verifier"), source=source)
+                   max_tokens=settings.max_tokens, probe=draw,
+                   verifier=next((v for v in verifiers if v), None), source=source)
     by_bin: dict[int, list[Instance]] = {b: [] for b in range(1, proto.bins + 1)}
     for inst in insts:
         by_bin[proto.predict(inst.statistic, inst.chars)].append(inst)
@@ -236,8 +344,8 @@ def fit_policy(records: Sequence[dict[str, Any]], *, probe_k: int = 2, bins: int
             table[b][ch] = (acc, float(np.mean([unit_cost(v[1], unit) for v in vals])))
     weights = {b: len(m) / len(insts) for b, m in by_bin.items()}
     if budgets is None:
-        full = max((c for c in opts if c.k), key=lambda c: (c.k, c.family == "majority"))
-        top = float(np.mean([unit_cost(outcome(i, full, probe_k)[1], unit) for i in insts]))
+        top = max(float(np.mean([unit_cost(scored[id(i)][c][1], unit) for i in insts]))
+                  for c in opts if c.k)
         budgets = sorted({_round(top * f) for f in FRACTIONS})
     rows = {}
     for budget in sorted(budgets):
@@ -247,6 +355,14 @@ def fit_policy(records: Sequence[dict[str, Any]], *, probe_k: int = 2, bins: int
                                   len(by_bin[b])] for c, (a, cost) in row.items()}
                for b, row in table.items()}
     return proto.model_copy(update={"budgets": rows, "table": summary})
+
+
+def _probe_draw(probe: str) -> str:
+    draw = draw_spec(probe)
+    if draw is None:
+        raise ValueError(f"probe {probe!r} is not a pooled sampling strategy "
+                         f"({', '.join(sorted(POOLED))})")
+    return draw
 
 
 def _round(x: float) -> float:
@@ -264,7 +380,8 @@ def simulate(policy: Policy, records: Sequence[dict[str, Any]], problems: Sequen
     A problem lacking the record of the configuration chosen for it is left out.
     """
     out = []
-    for inst in instances(records, problems, policy.probe_k, policy.statistic):
+    draw = draw_spec(policy.prober_spec)
+    for inst in instances(records, problems, policy.probe_k, policy.statistic, draw):
         choice = policy.budgets[budget][policy.predict(inst.statistic, inst.chars) - 1]
         if not available(inst, choice):
             continue

@@ -154,9 +154,9 @@ def _cell(text: str) -> str:
 
 def describe_bins(policy: Policy) -> str:
     """The policy's difficulty bins in words, e.g. ``2 bins by agreement: bin 1 ≥ 0.75, ...``."""
-    stat = (f"{policy.statistic} of the first {policy.probe_k} samples"
-            if policy.statistic == "agreement" else
-            f"mean verifier score of the first {policy.probe_k} samples")
+    drawn = f"{policy.probe_k} samples drawn as {policy.prober_spec}"
+    stat = (f"agreement of {drawn}" if policy.statistic == "agreement" else
+            f"mean verifier score of {drawn}")
     if not policy.edges:
         text = (f"one probe bin: {stat} did not separate the training problems, so no cut "
                 "was fitted")

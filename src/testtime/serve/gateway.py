@@ -85,15 +85,17 @@ WHOLE_ANSWER_FIELDS = ("stop", "logprobs", "top_logprobs", "tools", "response_fo
 
 
 def whole_answers(strategy: Any) -> bool:
-    """Whether every sample ``strategy`` takes is a whole reply (for ``adaptive``: whatever
-    its policy may choose)."""
+    """Whether every sample ``strategy`` takes is a whole reply (for ``adaptive``: its probe
+    and whatever its policy may choose)."""
     name = getattr(strategy, "registered_name", "")
     if name == "adaptive":
         try:
             policy = load_policy(strategy.policy)
         except PolicyError:
             return False  # running it reports the policy error (a 400)
-        return all(c.name in WHOLE_ANSWERS for row in policy.budgets.values() for c in row)
+        names = [policy.prober().registered_name,
+                 *(c.name for row in policy.budgets.values() for c in row)]
+        return all(name in WHOLE_ANSWERS for name in names)
     return name in WHOLE_ANSWERS
 
 

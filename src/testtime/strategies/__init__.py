@@ -18,6 +18,7 @@ from testtime.strategies.early_stop import EarlyStop
 from testtime.strategies.first_finish import FirstFinish
 from testtime.strategies.mcts import MCTS
 from testtime.strategies.multi_temperature import MultiTemperature
+from testtime.strategies.no_thinking import NoThinking
 from testtime.strategies.particle_filter import ParticleFilter
 from testtime.strategies.revision import Revision
 from testtime.strategies.self_consistency import SelfConsistency
@@ -40,6 +41,7 @@ __all__ = [
     "FirstFinish",
     "LookaheadSearch",
     "MultiTemperature",
+    "NoThinking",
     "ParticleFilter",
     "Revision",
     "SelfConsistency",

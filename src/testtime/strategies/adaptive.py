@@ -2,10 +2,13 @@
 
 Probe the problem with a few samples, predict its difficulty bin from how much they agree (or
 from their mean verifier score), then run the strategy a fitted policy chose for that bin and
-budget: majority, weighted or best-of at some k, early stopping, beam search, revision, any
-registered spec. Everything is spent through one Context, so the probe counts against the same
-Budget, and the probe's samples are offered to the chosen strategy, which reuses them when it
-samples the same prompt with the same settings (majority@8 draws 8 - probe more).
+budget: majority, weighted or best-of at some k, no-thinking answers, early stopping, beam
+search, revision, any registered spec. The probe draws like any pooled strategy (the policy's
+``probe``): a few no-thinking answers cost a handful of tokens, and agreeing ones mark a
+question that needs no chain of thought. Everything is spent through one Context, so the probe
+counts against the same Budget, and the probe's samples are offered to the chosen strategy,
+which reuses them when it samples the same prompt with the same settings (majority@8 after a
+sampled probe draws 8 - probe more).
 """
 
 from __future__ import annotations
@@ -34,6 +37,11 @@ SAMPLING_FAMILIES = {"self-consistency": "majority", "weighted-vote": "weighted"
                      "best-of-n": "best-of"}
 """Sampling strategies whose k-sample runs are scored from one sampled pool, by family."""
 SPEC_OF_FAMILY = {v: k for k, v in SAMPLING_FAMILIES.items()}
+POOLED = {**SAMPLING_FAMILIES, "no-thinking": "no-thinking"}
+"""Strategies whose k-sample runs are scored from a pool of their own draws, by family."""
+DRAW_FIELDS = ("temperature", "max_tokens", "top_p", "top_k", "min_p", "repeat_penalty",
+               "style", "answer_cue")
+"""What decides how a pooled strategy draws one sample (not n, not the vote)."""
 POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
 log = logging.getLogger("testtime.policy")
 
@@ -79,12 +87,12 @@ class Choice(BaseModel):
     @property
     def family(self) -> str:
         """``majority``/``weighted``/``best-of`` for sampling specs, else the strategy name."""
-        return SAMPLING_FAMILIES.get(self.name, self.name)
+        return POOLED.get(self.name, self.name)
 
     @property
     def k(self) -> int:
-        """Samples of a sampling configuration (0 for other strategies)."""
-        if self.name not in SAMPLING_FAMILIES:
+        """Samples of a pooled configuration (0 for other strategies)."""
+        if self.name not in POOLED:
             return 0
         return int(getattr(_built(self.spec), "n", 1))
 
@@ -97,6 +105,24 @@ class Choice(BaseModel):
         """The built strategy (built once per spec)."""
         return _built(self.spec)
 
+    @property
+    def draw(self) -> str | None:
+        """:func:`draw_spec` of a pooled configuration (None for other strategies)."""
+        return draw_spec(self.spec)
+
+
+def draw_spec(spec: str) -> str | None:
+    """How one sample of a pooled strategy is drawn, as a spec: ``self-consistency`` (for every
+    vote family) or ``no-thinking`` with every setting of :data:`DRAW_FIELDS`. Specs with the
+    same draw spec sample alike, so one pool scores them all; None if ``spec`` does not pool."""
+    name, _ = split_spec(spec)
+    if name not in POOLED:
+        return None
+    built = _built(spec)
+    items = [f"{key}={_quoted(str(getattr(built, key)))}" for key in DRAW_FIELDS
+             if getattr(built, key, None) is not None]
+    return f"{'no-thinking' if name == 'no-thinking' else 'self-consistency'}:{','.join(items)}"
+
 
 def sampler_options(source: str, *, verifier: bool) -> list[str]:
     """``key=value`` items of ``source``'s sampler settings (and its verifier, if asked)."""
@@ -108,7 +134,12 @@ def sampler_options(source: str, *, verifier: bool) -> list[str]:
 
 
 def sampling_spec(source: str, family: str, k: int) -> str:
-    """The spec of ``family`` at k samples with ``source``'s sampler settings and verifier."""
+    """The spec of ``family`` at k samples drawing like ``source`` (with its verifier, for the
+    families that score)."""
+    if family == "no-thinking":
+        _, opts = split_spec(source)
+        items = [f"{key}={_quoted(v)}" for key, v in opts.items() if key not in ("n", "verifier")]
+        return ",".join([f"no-thinking:n={k}", *items])
     items = [f"n={k}", *sampler_options(source, verifier=family != "majority")]
     return f"{SPEC_OF_FAMILY[family]}:{','.join(items)}"
 
@@ -142,6 +173,27 @@ class Policy(BaseModel):
     train: list[str] = Field(default_factory=list)
     heldout: list[str] = Field(default_factory=list)
     source: str = ""
+    probe: str | None = Field(
+        default=None, description="pooled strategy spec whose draws are the probe (e.g. "
+        "no-thinking answers); unset: sampling at temperature and max_tokens")
+
+    @field_validator("probe")
+    @classmethod
+    def _probe_draws(cls, probe: str | None) -> str | None:
+        if probe is not None and draw_spec(probe) is None:
+            raise ValueError(f"probe {probe!r} is not a pooled sampling strategy "
+                             f"({', '.join(sorted(POOLED))})")
+        return probe
+
+    @property
+    def prober_spec(self) -> str:
+        """The spec drawing the probe: ``probe``, or sampling at the policy's settings."""
+        return self.probe or (f"self-consistency:temperature={self.temperature:g},"
+                              f"max_tokens={self.max_tokens}")
+
+    def prober(self) -> Any:
+        """The strategy whose :meth:`draw` samples the probe."""
+        return _built(self.prober_spec)
 
     @field_validator("budgets")
     @classmethod
@@ -293,9 +345,8 @@ class Adaptive(StrategySettings):
         policy = load_policy(self.policy)
         spec = self.verifier or policy.verifier
         ctx.verifier = make_verifier(spec) if spec else ctx.verifier or ConfidenceVerifier()
-        temp, max_tokens = policy.temperature, policy.max_tokens
-        probe = await ctx.sample(problem, policy.probe_k, temperature=temp,
-                                 max_tokens=max_tokens)
+        prober = policy.prober()
+        probe = await prober.draw(problem, ctx, policy.probe_k)
         if policy.statistic == "score":
             probe = await ctx.score(problem, probe)
             stat = mean_score([c.score.value if c.score else None for c in probe])
@@ -308,7 +359,6 @@ class Adaptive(StrategySettings):
         if ctx.exhausted:
             answer, votes = vote(probe)
             return ctx.result(problem, answer, probe, votes=votes, **chosen)
-        ctx.offer(problem, probe, temperature=temp, max_tokens=max_tokens,
-                  logprobs=bool(ctx.verifier is not None and ctx.verifier.needs_logprobs))
+        prober.offer_drawn(problem, ctx, probe)
         result = await choice.strategy().run(problem, ctx)
         return result.model_copy(update={"extra": {**result.extra, **chosen}})

@@ -119,9 +119,10 @@ class Context:
     async def sample(self, prompt: Problem | Prompt, n: int, *, temperature: float = 0.8,
                      max_tokens: int = 512, stop: Sequence[str] = (),
                      logprobs: bool | None = None, top_logprobs: int = 0,
-                     continued: bool = False) -> list[Candidate]:
+                     continued: bool = False, kind: str | None = None) -> list[Candidate]:
         """Sample ``n`` full or continued solutions and extract their answers
-        (``continued``: the caller may continue any of them, as a search does)."""
+        (``continued``: the caller may continue any of them, as a search does; ``kind``: the
+        problem kind of a bare Prompt, math unless given)."""
         p = prompt.prompt() if isinstance(prompt, Problem) else prompt
         want_lp = logprobs if logprobs is not None else bool(
             self.verifier is not None and self.verifier.needs_logprobs)
@@ -132,14 +133,15 @@ class Context:
         if len(reused) == n:
             return reused
         gen = await self.generate(req.model_copy(update={"n": n - len(reused)}))
-        kind = prompt.kind if isinstance(prompt, Problem) else "math"
+        kind = prompt.kind if isinstance(prompt, Problem) else kind or "math"
         out = [self.candidate(p, c, kind) for c in gen.completions]
         if self.on_sample is not None and out:
             self.on_sample(out)
         return reused + out
 
     def offer(self, prompt: Problem | Prompt, candidates: Sequence[Candidate], *,
-              temperature: float, max_tokens: int, logprobs: bool = False) -> None:
+              temperature: float, max_tokens: int, stop: Sequence[str] = (),
+              logprobs: bool = False) -> None:
         """Let the next ``sample`` of the same prompt and settings reuse ``candidates``.
 
         A probe's samples are already paid for; a strategy run after it on the same Context
@@ -147,7 +149,7 @@ class Context:
         """
         p = prompt.prompt() if isinstance(prompt, Problem) else prompt
         req = GenerationRequest(prompt=p, n=len(candidates), temperature=temperature,
-                                max_tokens=max_tokens, logprobs=logprobs)
+                                max_tokens=max_tokens, stop=tuple(stop), logprobs=logprobs)
         self.offered.append((req, list(candidates)))
 
     def take_offered(self, req: GenerationRequest) -> list[Candidate]:
@@ -292,6 +294,19 @@ class StrategySettings(Sampling):
     def check(self) -> None:
         """Raise if the strategy cannot run as configured (a file it reads is missing); the
         gateway calls it at startup on the operator's strategies."""
+
+    async def draw(self, problem: Problem, ctx: Context, n: int) -> list[Candidate]:
+        """``n`` independent samples of ``problem`` as this strategy's sampler draws them: what
+        a sampling pool is made of, and how a difficulty probe samples."""
+        return await ctx.sample(problem, n, temperature=self.temperature,
+                                max_tokens=self.max_tokens)
+
+    def offer_drawn(self, problem: Problem, ctx: Context, candidates: Sequence[Candidate]
+                    ) -> None:
+        """Leave ``candidates`` (from :meth:`draw`) for the next strategy on ``ctx`` that
+        samples exactly alike, which then samples only the rest."""
+        ctx.offer(problem, candidates, temperature=self.temperature, max_tokens=self.max_tokens,
+                  logprobs=bool(ctx.verifier is not None and ctx.verifier.needs_logprobs))
 
 
 strategies: Registry[Any] = Registry("strategy")

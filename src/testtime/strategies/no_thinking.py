@@ -1,0 +1,67 @@
+"""NoThinking (Ma et al., 2025, "Reasoning Models Can Be Effective Without Thinking"): skip the
+reasoning, sample short answers in parallel, vote.
+
+    prefill the reply so that thinking is over:
+        "<think>\\nOkay, I think I have finished thinking.\\n</think>\\n\\n"   (reasoning models)
+        "The answer is"                                                     (plain models)
+    sample n answers from it at once                # a few tokens each, not a chain of thought
+    answer := majority vote over the n
+
+A handful of tokens per sample makes this the cheapest parallel scaling there is; on easy
+questions it matches a chain of thought at a fraction of the tokens, and how much its answers
+agree is a cheap probe of how hard a question is (the compute-optimal policy uses both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import Field
+
+from testtime.strategies.aggregate import aggregated_result
+from testtime.strategies.base import Context, StrategySettings, strategies
+from testtime.types import Candidate, Problem, Prompt, Result
+
+FINISHED_THINKING = "<think>\nOkay, I think I have finished thinking.\n</think>\n\n"
+"""The paper's prefill for reasoning models: the thinking block, closed at once."""
+
+
+@strategies.register("no-thinking")
+class NoThinking(StrategySettings):
+    """Prefill the reply past the reasoning and majority-vote ``n`` short answers.
+    ``style=plain`` starts the reply with ``answer_cue`` and stops at the end of its line;
+    ``style=tags`` closes an empty ``<think>`` block (reasoning models) and lets the model
+    write its answer."""
+
+    n: int = Field(default=8, ge=1, le=4096, description="answers sampled")
+    style: Literal["plain", "tags"] = "plain"
+    answer_cue: str = Field(default="The answer is", min_length=1,
+                            description="the reply's start in plain style")
+    max_tokens: int = Field(default=16, ge=1, le=131072)
+
+    def prompt(self, problem: Problem) -> Prompt:
+        """The problem's prompt with the reply prefilled past the thinking."""
+        prefill = FINISHED_THINKING if self.style == "tags" else self.answer_cue
+        return problem.prompt().extend(prefill)
+
+    @property
+    def stop(self) -> tuple[str, ...]:
+        """Plain answers end with their line."""
+        return ("\n",) if self.style == "plain" else ()
+
+    async def draw(self, problem: Problem, ctx: Context, n: int) -> list[Candidate]:
+        """``n`` answers sampled from the prefilled prompt."""
+        return await ctx.sample(self.prompt(problem), n, temperature=self.temperature,
+                                max_tokens=self.max_tokens, stop=self.stop, kind=problem.kind)
+
+    def offer_drawn(self, problem: Problem, ctx: Context, candidates: Sequence[Candidate]
+                    ) -> None:
+        """Leave drawn answers for the next draw from the same prefilled prompt."""
+        ctx.offer(self.prompt(problem), candidates, temperature=self.temperature,
+                  max_tokens=self.max_tokens, stop=self.stop,
+                  logprobs=bool(ctx.verifier is not None and ctx.verifier.needs_logprobs))
+
+    async def run(self, problem: Problem, ctx: Context) -> Result:
+        """Sample the answers, then majority-vote over equivalent ones."""
+        return await aggregated_result(problem, await self.draw(problem, ctx, self.n), ctx)
