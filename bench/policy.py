@@ -1,13 +1,15 @@
 """Compute-optimal policy across strategy families against self-consistency@16, held out.
 
 Runs (or resumes) the sweep of examples/policy-sweep.yaml: the embedded 0.5B model on
-arithmetic levels 1-5 under sampling (one n=16 pool scored by the model's confidence), early
-stopping, beam search with the confidence verifier and revision. Fits the policy on half of
-the problems (probe agreement bins split by question length, as the shipped policy) and
-replays it on the other half; repeats that on other splits, and prints what a clairvoyant
-per-problem choice would need (the bound on any difficulty predictor). The last line is the
-share of SC@16's generated tokens the policy needs on the held-out problems to reach SC@16's
-held-out accuracy (Snell et al.'s 4x is a share of 0.25).
+arithmetic levels 1-5 under sampling (one n=16 pool scored by the model's confidence),
+no-thinking answers (an n=16 pool), greedy decoding, early stopping, beam search with the
+confidence verifier and revision. Fits the policy on half of the problems (agreement of two
+no-thinking answers, the cheapest pool, split by question length, as the shipped policy) and
+replays it on the other half; repeats that on other splits, prints each strategy as run on
+the same problems, and what a clairvoyant per-problem choice would need (the bound on any
+difficulty predictor). The last line is the share of SC@16's generated tokens the policy
+needs on the held-out problems to reach SC@16's held-out accuracy (Snell et al.'s 4x is a
+share of 0.25).
 
     PYTHONPATH=src nice -n 10 python bench/policy.py            # sweep (resumes), then fit
     PYTHONPATH=src python bench/policy.py --no-sweep --store examples/policy-sweep.db
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from testtime.eval.curves import Point, derived_points, problem_key
+from testtime.eval.curves import Point, derived_points, direct_point, problem_key
 from testtime.eval.policy import (
     PRIOR,
     allocate,
@@ -66,6 +68,20 @@ def oracle_tokens(records: list[dict], problems: list[str], policy: Policy,
         mid = (low + high) / 2
         low, high = (low, mid) if reached(mid)[0] else (mid, high)
     return reached(high)[1]
+
+
+def fixed_runs(records: list[dict], strategies: list[str], problems: list[str]
+               ) -> list[tuple[str, float, float]]:
+    """(spec, accuracy, generated tokens per problem) of each strategy as the sweep ran it."""
+    held = set(problems)
+    out = []
+    for spec in strategies:
+        pts = [direct_point(r) for r in records
+               if r["strategy"] == spec and problem_key(r) in held]
+        if pts:
+            out.append((spec, float(np.mean([p.correct for p in pts])),
+                        float(np.mean([p.generated_tokens for p in pts]))))
+    return out
 
 
 @dataclass
@@ -195,6 +211,9 @@ def main() -> None:
                   for _, a, t in [max(o.rows, key=lambda r: (r[1], -r[2]))]))
     print(f"held-out SC@16: accuracy {m.sc_acc:.3f}, {m.sc_tok:.0f} generated tokens per problem "
           f"({len(m.held)} problems)")
+    print("each strategy of the sweep as run, on the same problems: accuracy (share): " + "; ".join(
+        f"{spec} {acc:.3f} ({tok / m.sc_tok:.3f})"
+        for spec, acc, tok in fixed_runs(records, cfg.strategies, m.held)))
     oracle = oracle_tokens(records, m.held, policy, m.sc_acc)
     print("a clairvoyant choice per held-out problem over the same configurations reaches it "
           "with " + (f"{oracle:.0f} tokens (share {oracle / m.sc_tok:.3f})" if oracle else

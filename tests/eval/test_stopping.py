@@ -74,3 +74,6 @@ def test_only_early_stops_sampling_like_the_pool_are_replayed() -> None:
     assert not replays(Choice(spec="early-stop:max_n=16,max_tokens=64"), SOURCE, 10), \
         "the pool holds only 10 samples"
     assert not replays(Choice(spec="self-consistency:n=4,max_tokens=64"), SOURCE, 10)
+    assert not replays(Choice(spec="early-stop:max_n=10,max_tokens=16"),
+                       "no-thinking:n=10,max_tokens=16", 10), \
+        "no-thinking answers are drawn from a prefilled reply, early stopping from the question"

@@ -16,6 +16,7 @@ import pytest
 from testtime.backends.embedded import EmbeddedBackend
 from testtime.strategies import make_strategy
 from testtime.strategies.base import Context, strategies
+from testtime.tasks.base import MATH_INSTRUCTION, MATH_SYSTEM
 from testtime.types import Problem
 from testtime.verifiers.base import make_verifier
 
@@ -78,24 +79,37 @@ async def test_strategy_on_smollm(name: str, smollm: EmbeddedBackend, tmp_path: 
 
 @pytest.mark.slow
 @pytest.mark.ci
-async def test_the_shipped_policy_answers_from_an_agreeing_probe_by_early_stopping(
+async def test_the_shipped_policy_answers_when_no_thinking_answers_agree_and_thinks_otherwise(
         qwen05: EmbeddedBackend, engine_count: Callable[[EmbeddedBackend], float]) -> None:
-    """At 275 tokens the shipped policy gives short questions whose two probe samples agree
-    early-stop (batch 2, threshold 0.8), replayed from the sweep's pool when it was fitted;
-    served, it takes the probe's two samples offered through the Context, stops on their
-    agreement, and generates nothing more."""
+    """At its lowest budget the shipped policy probes with two no-thinking answers. On a short
+    sum they agree, and no-thinking@2 answers from the probe itself: one call, a few tokens.
+    On a two-step question they differ, and it thinks: a greedy chain of thought, which
+    cannot reuse the prefilled probe. Usage equals llama.cpp's own count."""
     from testtime.strategies.adaptive import load_policy
 
     shipped = load_policy("qwen2.5-coder-0.5b")
-    easy = Problem(id="sum", question="What is 12 + 30?", reference="42")
-    _, choice = shipped.choose(shipped.predict(1.0, len(easy.question)), 300)
-    assert choice.family == "early-stop"
-    before = engine_count(qwen05)
-    result = await make_strategy("adaptive:policy=qwen2.5-coder-0.5b,budget=300").run(
-        easy, Context(backend=qwen05, seed=0, strategy="adaptive"))
-    u = result.usage
-    assert result.extra["predicted_bin"] == 1 and result.extra["choice_spec"] == choice.spec
-    assert result.answer == "42" and result.extra["samples"] == shipped.probe_k
-    assert len(result.candidates) == shipped.probe_k and u.calls == 1
-    counted = u.generated_tokens + u.verifier_generated_tokens
-    assert counted <= engine_count(qwen05) - before <= counted + u.cut_calls
+    low = shipped.levels()["low"]
+    adaptive = make_strategy(f"adaptive:policy=qwen2.5-coder-0.5b,budget={low:g}")
+    def arith(pid: str, question: str, reference: str) -> Problem:
+        return Problem(id=pid, question=question, reference=reference, system=MATH_SYSTEM,
+                       instruction=MATH_INSTRUCTION)
+
+    easy = arith("sum", "What is 12 + 30?", "42")
+    hard = arith("two-step", "What is 24 * 4 + 55?", "151")
+    runs = []
+    for problem in (easy, hard):
+        before = engine_count(qwen05)
+        result = await adaptive.run(problem, Context(backend=qwen05, seed=0, strategy="adaptive"))
+        u = result.usage
+        counted = u.generated_tokens + u.verifier_generated_tokens
+        assert counted <= engine_count(qwen05) - before <= counted + u.cut_calls
+        runs.append(result)
+    quick, thought = runs
+    assert quick.extra["predicted_bin"] == 1 and quick.extra["choice"] == "no-thinking@2"
+    assert quick.answer == "42" and len(quick.candidates) == 2 and quick.usage.calls == 1
+    assert all(c.text.startswith("The answer is") for c in quick.candidates)
+    assert quick.usage.generated_tokens <= 2 * shipped.max_tokens
+    assert thought.extra["predicted_bin"] == 3 and thought.extra["probe_statistic"] == 0.5
+    assert thought.extra["choice_spec"] == shipped.choose(3, low)[1].spec
+    assert thought.usage.calls == 2 and len(thought.candidates) == 1
+    assert thought.usage.generated_tokens > 3 * quick.usage.generated_tokens

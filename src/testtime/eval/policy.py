@@ -45,7 +45,7 @@ from testtime.strategies.base import make_strategy
 
 COST_FIELDS = ("generated_tokens", "verifier_tokens", "prompt_tokens", "calls", "flops",
                "seconds")
-FRACTIONS = (1 / 16, 1 / 8, 3 / 16, 1 / 4, 3 / 8, 1 / 2, 3 / 4, 1)
+FRACTIONS = (1 / 64, 1 / 32, 1 / 16, 1 / 8, 3 / 16, 1 / 4, 3 / 8, 1 / 2, 3 / 4, 1)
 """Default budgets: these shares of the largest sampling configuration's mean cost."""
 PRIOR = 4.0
 """Pseudo-problems shrinking each bin's accuracies toward the all-problem accuracies."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from testtime.eval.curves import Pool
 from testtime.strategies.adaptive import Choice, sampler_options
-from testtime.strategies.base import make_strategy
+from testtime.strategies.base import StrategySettings, make_strategy
 from testtime.strategies.early_stop import EarlyStop, leader_probability
 
 ORDERS = 64
@@ -55,6 +55,8 @@ def replays(choice: Choice, source: str, n: int) -> bool:
     if not isinstance(strategy, EarlyStop) or strategy.max_n > n:
         return False
     pool = make_strategy(source)
+    if type(pool).draw_prompt is not StrategySettings.draw_prompt:
+        return False  # the pool samples a prompt of its own (a prefill); early-stop does not
     return all(getattr(strategy, key, None) == getattr(pool, key, None) for key in SAMPLER)
 
 

@@ -295,17 +295,28 @@ class StrategySettings(Sampling):
         """Raise if the strategy cannot run as configured (a file it reads is missing); the
         gateway calls it at startup on the operator's strategies."""
 
+    def draw_prompt(self, problem: Problem) -> Prompt:
+        """The prompt :meth:`draw` samples: the problem's own."""
+        return problem.prompt()
+
+    @property
+    def draw_stop(self) -> tuple[str, ...]:
+        """Stop strings of :meth:`draw`: none of its own."""
+        return ()
+
     async def draw(self, problem: Problem, ctx: Context, n: int) -> list[Candidate]:
         """``n`` independent samples of ``problem`` as this strategy's sampler draws them: what
         a sampling pool is made of, and how a difficulty probe samples."""
-        return await ctx.sample(problem, n, temperature=self.temperature,
-                                max_tokens=self.max_tokens)
+        return await ctx.sample(self.draw_prompt(problem), n, temperature=self.temperature,
+                                max_tokens=self.max_tokens, stop=self.draw_stop,
+                                kind=problem.kind)
 
     def offer_drawn(self, problem: Problem, ctx: Context, candidates: Sequence[Candidate]
                     ) -> None:
         """Leave ``candidates`` (from :meth:`draw`) for the next strategy on ``ctx`` that
         samples exactly alike, which then samples only the rest."""
-        ctx.offer(problem, candidates, temperature=self.temperature, max_tokens=self.max_tokens,
+        ctx.offer(self.draw_prompt(problem), candidates, temperature=self.temperature,
+                  max_tokens=self.max_tokens, stop=self.draw_stop,
                   logprobs=bool(ctx.verifier is not None and ctx.verifier.needs_logprobs))
 
 

@@ -14,14 +14,13 @@ agree is a cheap probe of how hard a question is (the compute-optimal policy use
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import Field
 
 from testtime.strategies.aggregate import aggregated_result
 from testtime.strategies.base import Context, StrategySettings, strategies
-from testtime.types import Candidate, Problem, Prompt, Result
+from testtime.types import Problem, Prompt, Result
 
 FINISHED_THINKING = "<think>\nOkay, I think I have finished thinking.\n</think>\n\n"
 """The paper's prefill for reasoning models: the thinking block, closed at once."""
@@ -40,27 +39,15 @@ class NoThinking(StrategySettings):
                             description="the reply's start in plain style")
     max_tokens: int = Field(default=16, ge=1, le=131072)
 
-    def prompt(self, problem: Problem) -> Prompt:
+    def draw_prompt(self, problem: Problem) -> Prompt:
         """The problem's prompt with the reply prefilled past the thinking."""
         prefill = FINISHED_THINKING if self.style == "tags" else self.answer_cue
         return problem.prompt().extend(prefill)
 
     @property
-    def stop(self) -> tuple[str, ...]:
+    def draw_stop(self) -> tuple[str, ...]:
         """Plain answers end with their line."""
         return ("\n",) if self.style == "plain" else ()
-
-    async def draw(self, problem: Problem, ctx: Context, n: int) -> list[Candidate]:
-        """``n`` answers sampled from the prefilled prompt."""
-        return await ctx.sample(self.prompt(problem), n, temperature=self.temperature,
-                                max_tokens=self.max_tokens, stop=self.stop, kind=problem.kind)
-
-    def offer_drawn(self, problem: Problem, ctx: Context, candidates: Sequence[Candidate]
-                    ) -> None:
-        """Leave drawn answers for the next draw from the same prefilled prompt."""
-        ctx.offer(self.prompt(problem), candidates, temperature=self.temperature,
-                  max_tokens=self.max_tokens, stop=self.stop,
-                  logprobs=bool(ctx.verifier is not None and ctx.verifier.needs_logprobs))
 
     async def run(self, problem: Problem, ctx: Context) -> Result:
         """Sample the answers, then majority-vote over equivalent ones."""
