@@ -1,12 +1,14 @@
 """Fit the compute-optimal policy on a sweep and evaluate it on held-out problems.
 
-For every training problem the probe (the first k samples of its sampling pool) gives a
-predicted difficulty bin. Every configuration has an expected accuracy and cost given that
-probe: sampling configurations (majority, weighted or best-of at k, which reuse the probe's
-samples) and early stopping at several batch sizes and thresholds (replayed over orders of
-the pool, probe first: :mod:`testtime.eval.stopping`) are scored from the pool without
-sampling again; every other strategy the sweep ran (beam, revision, deepconf, ...) counts as
-its own record's outcome, its cost plus the probe's. A bin's accuracies are shrunk toward
+For every training problem the probe (the first k samples of one of its sample pools, by
+default the pool with the cheapest samples: no-thinking answers when the sweep has them)
+gives a predicted difficulty bin. Every configuration has an expected accuracy and cost given
+that probe: each pool's vote families at k (majority, weighted or best-of from a sampling
+pool, no-thinking@k from a no-thinking pool; the probe's pool reuses the probe's samples) and
+early stopping at several batch sizes and thresholds (replayed over orders of a sampling pool,
+probe first when it is the probe's: :mod:`testtime.eval.stopping`) are scored without sampling
+again; every other strategy the sweep ran (greedy decoding, beam, revision, deepconf, ...)
+counts as its own record's outcome, its cost plus the probe's. A bin's accuracies are shrunk toward
 the all-problem ones (``prior``), as small bins overfit. Per budget (mean cost per problem in
 the chosen unit, probe included) the policy picks one configuration per bin to maximise mean
 accuracy within the budget (a Lagrangian relaxation of the multiple-choice knapsack).
