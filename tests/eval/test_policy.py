@@ -276,3 +276,16 @@ def test_a_probe_that_is_not_a_sampling_pool_is_refused() -> None:
     with pytest.raises(ValueError, match="not a pooled sampling strategy"):
         Policy(probe_k=2, edges=[], probe="beam:n=2",
                budgets={"1": [Choice(spec="self-consistency:n=2")]})
+
+
+def test_specs_that_sample_alike_share_one_draw_spec() -> None:
+    from testtime.strategies.adaptive import draw_spec
+
+    pool = draw_spec("weighted-vote:n=16,max_tokens=192,verifier=confidence")
+    assert pool == draw_spec("self-consistency:n=4,temperature=0.8,max_tokens=192")
+    assert pool == draw_spec("best-of-n:n=2,max_tokens=192,verifier=judge")
+    assert pool != draw_spec("self-consistency:n=4,temperature=0.3,max_tokens=192")
+    assert pool != draw_spec("no-thinking:n=16,max_tokens=192")
+    assert draw_spec("no-thinking:n=2") == draw_spec("no-thinking:n=16,style=plain")
+    assert draw_spec("no-thinking:n=2") != draw_spec("no-thinking:n=2,style=tags")
+    assert draw_spec("beam:n=4") is None and draw_spec("early-stop:max_n=4") is None
