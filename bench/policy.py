@@ -40,7 +40,7 @@ from testtime.eval.policy import (
 from testtime.eval.report import build_report, describe_bins
 from testtime.eval.store import ResultStore
 from testtime.eval.sweep import load_config, run_sweep
-from testtime.strategies.adaptive import Policy, draw_spec
+from testtime.strategies.adaptive import Choice, Policy, draw_spec
 
 SHARES = np.geomspace(1 / 64, 1.0, 40)
 
@@ -187,11 +187,14 @@ def main() -> None:
     names: dict[str, str] = {}
     table: list[tuple[str, str, float, float]] = []
     for budget, acc, tok in m.rows:
-        picks = " ".join(names.setdefault(c.label, f"[{len(names) + 1}]")
+        picks = " ".join(names.setdefault(c.spec, f"[{len(names) + 1}]")
                          for c in policy.budgets[budget])
         if not table or table[-1][1] != picks:
             table.append((budget, picks, acc, tok))
-    print("configurations: " + "; ".join(f"{n} {label}" for label, n in names.items()))
+    labels = {spec: Choice(spec=spec).label for spec in names}
+    shown = {spec: label if list(labels.values()).count(label) == 1 else spec
+             for spec, label in labels.items()}
+    print("configurations: " + "; ".join(f"{n} {shown[spec]}" for spec, n in names.items()))
     width = max(len("per bin (easy → hard)"), *(len(t[1]) for t in table))
     print(f"{'budget':>8} {'per bin (easy → hard)':<{width}} {'acc':>6} {'gen tok':>8} "
           f"{'share':>6}")

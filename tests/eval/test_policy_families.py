@@ -195,3 +195,20 @@ def test_a_no_thinking_probe_answers_what_it_agrees_on_and_thinks_about_the_rest
     cot = fit_policy(recs, probe_k=2, bins=2, budgets=[35], probe=POOL)
     assert cot.probe == draw_spec(POOL) and cot.bins == 1, \
         "chain-of-thought probes all agree, so they tell nothing apart"
+
+
+def test_two_sampling_pools_keep_apart_in_the_fitted_table() -> None:
+    """A sweep that samples at two temperatures has two majority@4 configurations; the fit
+    scores and reports each from its own pool rather than letting one label hide the other."""
+    cool = "self-consistency:n=8,temperature=0.3"
+    recs = synthetic_records()
+    for rec in list(recs):
+        if rec["strategy"] == POOL:
+            recs.append({**rec, "strategy": cool, "candidates": [
+                {**c, "answer": "5", "correct": True} for c in rec["candidates"]]})
+    policy = fit_policy(recs, probe_k=3, bins=3, budgets=[300], probe=POOL)
+    row = policy.table["2"]
+    assert "majority@4" not in row
+    assert row["self-consistency:n=4"][0] < row["self-consistency:n=4,temperature=0.3"][0] == 1.0
+    assert all(policy.measured(b, c) is not None
+               for b, c in enumerate(policy.budgets["300"], start=1))

@@ -18,6 +18,7 @@ scored.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -353,8 +354,10 @@ def fit_policy(records: Sequence[dict[str, Any]], *, probe_k: int = 2, bins: int
     for budget in sorted(budgets):
         pick = allocate(table, weights, float(budget))
         rows[_key(budget)] = [pick[b] for b in range(1, proto.bins + 1)]
-    summary = {str(b): {c.label: [round(a, 4), round(cost, 6 if unit != "tokens" else 1),
-                                  len(by_bin[b])] for c, (a, cost) in row.items()}
+    labels = Counter(c.label for c in opts)
+    summary = {str(b): {c.label if labels[c.label] == 1 else c.spec:
+                        [round(a, 4), round(cost, 6 if unit != "tokens" else 1), len(by_bin[b])]
+                        for c, (a, cost) in row.items()}
                for b, row in table.items()}
     return proto.model_copy(update={"budgets": rows, "table": summary})
 

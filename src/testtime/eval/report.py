@@ -140,7 +140,7 @@ def winners_markdown(policy: Policy) -> str:
         row = policy.budgets[first]
         cells = []
         for b, c in enumerate(row, start=1):
-            acc = policy.table.get(str(b), {}).get(c.label)
+            acc = policy.measured(b, c)
             measured = f" (acc {acc[0]:.2f}, cost {acc[1]:.4g})" if acc else ""
             cells.append(f"**{c.family}**: {_cell(c.label)}{measured}")
         span = budgets[0] if len(budgets) == 1 else f"{budgets[0]} to {budgets[-1]}"

@@ -185,6 +185,12 @@ class Policy(BaseModel):
                              f"({', '.join(sorted(POOLED))})")
         return probe
 
+    def measured(self, bin_: int, choice: Choice) -> list[float] | None:
+        """[accuracy, cost, problems] of ``choice`` in ``bin_`` on the training split (keyed
+        by its label, or by its spec where two pools' labels coincide)."""
+        row = self.table.get(str(bin_), {})
+        return row.get(choice.label) or row.get(choice.spec)
+
     @property
     def prober_spec(self) -> str:
         """The spec drawing the probe: ``probe``, or sampling at the policy's settings."""
