@@ -84,6 +84,23 @@ def test_derived_points_give_every_family_and_scale_cost() -> None:
     assert 50 < half.flops < 100
 
 
+def test_no_thinking_answers_are_a_pool_of_their_own() -> None:
+    """Beside a chain-of-thought pool of the same problem, no-thinking answers give their own
+    no-thinking@k curve and leave majority@k to the chain of thought."""
+    thought = {"problem_id": "p", "task": "t", "strategy": "self-consistency:n=4",
+               "correct": True, "candidates": cands(["7"] * 4),
+               "usage": {"generated_tokens": 40}}
+    quick = {"problem_id": "p", "task": "t", "strategy": "no-thinking:n=8", "correct": False,
+             "candidates": [{**c, "generated_tokens": 2} for c in cands(
+                 ["3", "3", "3", "7", "3", "3", "3", "3"])],
+             "usage": {"generated_tokens": 16}}
+    pts = {p.config: p for p in derived_points([thought, quick])}
+    assert pts["majority@4"].correct == 1.0 and pts["majority@4"].generated_tokens == 40
+    assert pts["no-thinking@8"].correct == 0.0 and pts["no-thinking@8"].family == "no-thinking"
+    assert pts["no-thinking@2"].generated_tokens == 4
+    assert "majority@8" not in pts and "pass@8" not in pts
+
+
 def test_bootstrap_interval_covers_mean_and_narrows_with_more_data() -> None:
     rng = np.random.default_rng(1)
     small = rng.random(20) < 0.6

@@ -22,6 +22,8 @@ from testtime.answers import group_answers, normalize
 from testtime.eval.metrics import pass_at_k
 
 SAMPLING = {"self-consistency", "weighted-vote", "best-of-n"}
+NO_THINKING = "no-thinking"
+"""Answers sampled with the reasoning skipped: a pool of its own, voted as no-thinking@k."""
 FAMILIES = ("majority", "weighted", "best-of", "pass")
 SPEC_OF = {"majority": "self-consistency", "weighted": "weighted-vote", "best-of": "best-of-n"}
 
@@ -182,29 +184,34 @@ def scaled(base: Point, k: int, n: int, rec: dict[str, Any]) -> Point:
 
 def derived_points(records: Sequence[dict[str, Any]], ks: Sequence[int] | None = None,
                    ) -> list[Point]:
-    """Curve points for every family and k from the largest sampling run of each problem."""
+    """Curve points for every family and k from the largest sampling run of each problem,
+    and no-thinking@k from its largest no-thinking run (a pool of its own)."""
     largest: dict[tuple[Any, ...], dict[str, Any]] = {}
     for rec in records:
-        if strategy_name(rec["strategy"]) not in SAMPLING or not rec.get("candidates"):
+        name = strategy_name(rec["strategy"])
+        if name not in SAMPLING | {NO_THINKING} or not rec.get("candidates"):
             continue
         if rec.get("budget_exhausted"):
             continue
-        group = (problem_key(rec), rec.get("seed"), rec.get("backend"), rec.get("budget"))
+        group = (name == NO_THINKING, problem_key(rec), rec.get("seed"), rec.get("backend"),
+                 rec.get("budget"))
         if group not in largest or len(rec["candidates"]) > len(largest[group]["candidates"]):
             largest[group] = rec
     out = []
-    for rec in largest.values():
+    for (answers_only, *_), rec in largest.items():
         cands = rec["candidates"]
         n = len(cands)
         pool = Pool.of(cands)
         base = direct_point(rec)
-        families = [f for f in FAMILIES if pool.scored or f not in SCORED]
+        families = [NO_THINKING] if answers_only else [
+            f for f in FAMILIES if pool.scored or f not in SCORED]
         for k in ks or default_ks(n):
             if k > n:
                 continue
             cost = scaled(base, k, n, rec)
             for family in families:
-                p = expected_at_k(pool, family, k, seed=base.seed)
+                vote = "majority" if family == NO_THINKING else family
+                p = expected_at_k(pool, vote, k, seed=base.seed)
                 out.append(replace(cost, family=family, config=f"{family}@{k}", correct=p))
     return out
 

@@ -56,7 +56,8 @@ def compare_adaptive(records: Sequence[dict[str, Any]], points: Sequence[Point],
     held = set(policy.heldout)
     spans = budget_spans(policy)
     adaptive = [p for b in spans for p in simulate(policy, records, sorted(held), b)]
-    base = [p for p in points if p.family in ("majority", "best-of", "weighted", "run")
+    base = [p for p in points if p.family in ("majority", "best-of", "weighted", "no-thinking",
+                                              "run")
             and not p.config.startswith("adaptive")]
     stats = summarise_points([*base, *adaptive], problems=held)
     sc = [s for s in stats if s.family == "majority"]
