@@ -40,7 +40,7 @@ from testtime.eval.policy import (
 from testtime.eval.report import build_report, describe_bins
 from testtime.eval.store import ResultStore
 from testtime.eval.sweep import load_config, run_sweep
-from testtime.strategies.adaptive import Choice, Policy, draw_spec
+from testtime.strategies.adaptive import Choice, Policy, distinct_labels, draw_spec
 
 SHARES = np.geomspace(1 / 64, 1.0, 40)
 
@@ -94,10 +94,15 @@ class Measured:
     sc_acc: float
     sc_tok: float
 
+    def reached(self) -> tuple[str, float, float] | None:
+        """The cheapest (budget, accuracy, tokens) row reaching SC@16's accuracy, if any."""
+        reach = [r for r in self.rows if r[1] >= self.sc_acc - 1e-9]
+        return min(reach, key=lambda r: r[2]) if reach else None
+
     def share(self) -> float | None:
         """Share of SC@16's tokens the cheapest budget reaching its accuracy spends."""
-        reach = [t for _, a, t in self.rows if a >= self.sc_acc - 1e-9]
-        return min(reach) / self.sc_tok if reach else None
+        row = self.reached()
+        return row[2] / self.sc_tok if row else None
 
 
 @dataclass
@@ -191,10 +196,9 @@ def main() -> None:
                          for c in policy.budgets[budget])
         if not table or table[-1][1] != picks:
             table.append((budget, picks, acc, tok))
-    labels = {spec: Choice(spec=spec).label for spec in names}
-    shown = {spec: label if list(labels.values()).count(label) == 1 else spec
-             for spec, label in labels.items()}
-    print("configurations: " + "; ".join(f"{n} {shown[spec]}" for spec, n in names.items()))
+    shown = distinct_labels(Choice(spec=spec) for spec in names)
+    print("configurations: " + "; ".join(f"{n} {shown[Choice(spec=spec)]}"
+                                         for spec, n in names.items()))
     width = max(len("per bin (easy → hard)"), *(len(t[1]) for t in table))
     print(f"{'budget':>8} {'per bin (easy → hard)':<{width}} {'acc':>6} {'gen tok':>8} "
           f"{'share':>6}")
@@ -221,19 +225,18 @@ def main() -> None:
     print("a clairvoyant choice per held-out problem over the same configurations reaches it "
           "with " + (f"{oracle:.0f} tokens (share {oracle / m.sc_tok:.3f})" if oracle else
                      "no budget"))
-    share = m.share()
-    if share is None:
+    reached = m.reached()
+    if reached is None:
         best = max(m.rows, key=lambda r: r[1]) if m.rows else None
         if best:
             print(f"adaptive never reached SC@16's accuracy; best {best[1]:.3f} at "
                   f"{best[2]:.0f} tokens")
         print("share of SC@16 tokens to reach its held-out accuracy: not reached")
         return
-    budget, acc, tok = min(((b, a, t) for b, a, t in m.rows if a >= m.sc_acc - 1e-9),
-                           key=lambda r: r[2])
+    budget, acc, tok = reached
     print(f"held-out adaptive@{budget}: accuracy {acc:.3f}, {tok:.0f} generated tokens per "
           f"problem")
-    print(f"share of SC@16 tokens to reach its held-out accuracy: {share:.3f}")
+    print(f"share of SC@16 tokens to reach its held-out accuracy: {tok / m.sc_tok:.3f}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ scored.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -41,7 +40,9 @@ from testtime.strategies.adaptive import (
     Policy,
     Statistic,
     Unit,
+    distinct_labels,
     draw_spec,
+    probe_draw,
     sampling_spec,
 )
 from testtime.strategies.base import make_strategy
@@ -194,7 +195,7 @@ def pooled_records(records: Sequence[dict[str, Any]]
     (sampling of every vote family, no-thinking answers)."""
     best: dict[tuple[str, Any], dict[str, dict[str, Any]]] = {}
     for rec in records:
-        draw = draw_spec(rec["strategy"]) if strategy_name(rec["strategy"]) in POOLED else None
+        draw = draw_spec(rec["strategy"])
         if draw is None or not rec.get("candidates") or rec.get("error"):
             continue
         have = best.setdefault((problem_key(rec), rec.get("seed")), {})
@@ -206,11 +207,12 @@ def pooled_records(records: Sequence[dict[str, Any]]
     return out
 
 
-def cheapest_draw(records: Sequence[dict[str, Any]]) -> str:
-    """The draw spec whose samples cost the fewest generated tokens on average: the default
-    probe, since a probe is paid on every problem. ValueError if nothing pools."""
+def cheapest_draw(pooled: dict[str, list[dict[str, dict[str, Any]]]]) -> str:
+    """The draw spec whose samples (in :func:`pooled_records`' pools) cost the fewest generated
+    tokens on average: the default probe, since a probe is paid on every problem. ValueError
+    if nothing pools."""
     tokens: dict[str, list[float]] = {}
-    for pools in pooled_records(records).values():
+    for pools in pooled.values():
         for by_draw in pools:
             for draw, rec in by_draw.items():
                 tokens.setdefault(draw, []).extend(
@@ -227,8 +229,8 @@ def instances(records: Sequence[dict[str, Any]], problems: Sequence[str], probe_
     """The pools of ``problems`` (one set per seed) with the other strategies' runs; the
     probe statistic comes from the first ``probe_k`` samples of the pool drawn as ``probe``
     (a draw spec; default: the cheapest), and problems without that pool are left out."""
-    probe = probe or cheapest_draw(records)
     pools = pooled_records(records)
+    probe = probe or cheapest_draw(pools)
     runs = other_runs(records)
     out = []
     for prob in problems:
@@ -303,9 +305,9 @@ def fit_policy(records: Sequence[dict[str, Any]], *, probe_k: int = 2, bins: int
     more problems had scored it, so a small bin cannot crown a configuration on a few lucky
     problems.
     """
-    draw = cheapest_draw(records) if probe is None else _probe_draw(probe)
-    pools = {p: [by[draw] for by in sets if draw in by]
-             for p, sets in pooled_records(records).items()}
+    pooled = pooled_records(records)
+    draw = cheapest_draw(pooled) if probe is None else probe_draw(probe)
+    pools = {p: [by[draw] for by in sets if draw in by] for p, sets in pooled.items()}
     pools = {p: rs for p, rs in pools.items() if rs}
     if not pools:
         raise ValueError(f"no problem has a pool drawn as the probe {draw!r}")
@@ -354,20 +356,11 @@ def fit_policy(records: Sequence[dict[str, Any]], *, probe_k: int = 2, bins: int
     for budget in sorted(budgets):
         pick = allocate(table, weights, float(budget))
         rows[_key(budget)] = [pick[b] for b in range(1, proto.bins + 1)]
-    labels = Counter(c.label for c in opts)
-    summary = {str(b): {c.label if labels[c.label] == 1 else c.spec:
-                        [round(a, 4), round(cost, 6 if unit != "tokens" else 1), len(by_bin[b])]
-                        for c, (a, cost) in row.items()}
+    labels = distinct_labels(opts)
+    summary = {str(b): {labels[c]: [round(a, 4), round(cost, 6 if unit != "tokens" else 1),
+                                    len(by_bin[b])] for c, (a, cost) in row.items()}
                for b, row in table.items()}
     return proto.model_copy(update={"budgets": rows, "table": summary})
-
-
-def _probe_draw(probe: str) -> str:
-    draw = draw_spec(probe)
-    if draw is None:
-        raise ValueError(f"probe {probe!r} is not a pooled sampling strategy "
-                         f"({', '.join(sorted(POOLED))})")
-    return draw
 
 
 def _round(x: float) -> float:

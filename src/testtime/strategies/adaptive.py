@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -124,6 +125,23 @@ def draw_spec(spec: str) -> str | None:
     return f"{'no-thinking' if name == 'no-thinking' else 'self-consistency'}:{','.join(items)}"
 
 
+def probe_draw(probe: str) -> str:
+    """The draw spec of a probe; ValueError if ``probe`` is not a pooled sampling strategy."""
+    draw = draw_spec(probe)
+    if draw is None:
+        raise ValueError(f"probe {probe!r} is not a pooled sampling strategy "
+                         f"({', '.join(sorted(POOLED))})")
+    return draw
+
+
+def distinct_labels(choices: Iterable[Choice]) -> dict[Choice, str]:
+    """Each choice's label, or its spec where two choices' labels coincide (majority@4 drawn
+    at two temperatures)."""
+    unique = list(dict.fromkeys(choices))
+    counts = Counter(c.label for c in unique)
+    return {c: c.label if counts[c.label] == 1 else c.spec for c in unique}
+
+
 def sampler_options(source: str, *, verifier: bool) -> list[str]:
     """``key=value`` items of ``source``'s sampler settings (and its verifier, if asked)."""
     _, opts = split_spec(source)
@@ -180,9 +198,8 @@ class Policy(BaseModel):
     @field_validator("probe")
     @classmethod
     def _probe_draws(cls, probe: str | None) -> str | None:
-        if probe is not None and draw_spec(probe) is None:
-            raise ValueError(f"probe {probe!r} is not a pooled sampling strategy "
-                             f"({', '.join(sorted(POOLED))})")
+        if probe is not None:
+            probe_draw(probe)
         return probe
 
     def measured(self, bin_: int, choice: Choice) -> list[float] | None:

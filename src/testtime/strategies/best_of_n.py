@@ -24,8 +24,7 @@ class BestOfN(StrategySettings):
     async def run(self, problem: Problem, ctx: Context) -> Result:
         """Sample, score, pick the argmax."""
         ctx.verifier = self.make_verifier(ctx.verifier) or ConfidenceVerifier()
-        candidates = await ctx.sample(problem, self.n, temperature=self.temperature,
-                                      max_tokens=self.max_tokens)
+        candidates = await self.draw(problem, ctx, self.n)
         scored = await ctx.score(problem, candidates)
         if not scored:
             return ctx.result(problem, None, scored)

@@ -44,8 +44,7 @@ class EarlyStop(StrategySettings):
         confidence = 0.0
         while len(candidates) < self.max_n and not ctx.exhausted:
             want = min(self.batch, self.max_n - len(candidates))
-            got = await ctx.sample(problem, want, temperature=self.temperature,
-                                   max_tokens=self.max_tokens)
+            got = await self.draw(problem, ctx, want)
             if not got:
                 break
             candidates += got

@@ -18,6 +18,5 @@ class SelfConsistency(StrategySettings):
 
     async def run(self, problem: Problem, ctx: Context) -> Result:
         """Sample, then majority-vote over equivalent answers."""
-        candidates = await ctx.sample(problem, self.n, temperature=self.temperature,
-                                      max_tokens=self.max_tokens)
+        candidates = await self.draw(problem, ctx, self.n)
         return await aggregated_result(problem, candidates, ctx)

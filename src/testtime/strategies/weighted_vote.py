@@ -22,8 +22,7 @@ class WeightedVote(StrategySettings):
     async def run(self, problem: Problem, ctx: Context) -> Result:
         """Sample, score, then vote with the scores as weights."""
         ctx.verifier = self.make_verifier(ctx.verifier) or ConfidenceVerifier()
-        candidates = await ctx.sample(problem, self.n, temperature=self.temperature,
-                                      max_tokens=self.max_tokens)
+        candidates = await self.draw(problem, ctx, self.n)
         scored = await ctx.score(problem, candidates)
         weights = [c.score.value if c.score else 0.0 for c in scored]
         return await aggregated_result(problem, scored, ctx, weights)
