@@ -84,6 +84,19 @@ def fixed_runs(records: list[dict], strategies: list[str], problems: list[str]
     return out
 
 
+def by_level(records: list[dict], points: list[Point]) -> str:
+    """Accuracy per task level (the generated arith tasks' ``level``) of each config in
+    ``points``, over every problem of the sweep."""
+    level = {problem_key(r): (r.get("metadata") or {}).get("level") for r in records}
+    hits: dict[str, dict[object, list[float]]] = {}
+    for p in points:
+        hits.setdefault(p.config, {}).setdefault(level.get(p.problem), []).append(p.correct)
+    return "; ".join(
+        f"{config} " + " ".join(f"{np.mean(v):.2f}" for _, v in sorted(
+            levels.items(), key=lambda kv: str(kv[0])))
+        for config, levels in hits.items())
+
+
 @dataclass
 class Measured:
     """A policy fitted on one split and its held-out curve beside SC@16's held-out figures."""
@@ -221,6 +234,8 @@ def main() -> None:
     print("each strategy of the sweep as run, on the same problems: accuracy (share): " + "; ".join(
         f"{spec} {acc:.3f} ({tok / m.sc_tok:.3f})"
         for spec, acc, tok in fixed_runs(records, cfg.strategies, m.held)))
+    runs = [direct_point(r) for r in records if r["strategy"] in cfg.strategies]
+    print("accuracy by level 1-5 on all problems: " + by_level(records, [*sweep.sc_full, *runs]))
     oracle = oracle_tokens(records, m.held, policy, m.sc_acc)
     print("a clairvoyant choice per held-out problem over the same configurations reaches it "
           "with " + (f"{oracle:.0f} tokens (share {oracle / m.sc_tok:.3f})" if oracle else
