@@ -125,6 +125,7 @@ def _print_summary(s: RunSummary, out: Path | None) -> None:
         (f"pass@{s.k}", _fmt(s.pass_at_k)),
         ("answered", _fmt(s.answered)),
         ("errors", str(s.errors)),
+        ("samples cut by max_tokens, unanswered (of all)", f"{s.cut_samples:,} ({s.samples:,})"),
         ("prompt tokens (cached)", f"{u.prompt_tokens:,} ({u.cached_tokens:,})"),
         ("generated tokens", f"{u.generated_tokens:,}"),
         ("verifier tokens (prompt / generated)",

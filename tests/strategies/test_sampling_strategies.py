@@ -98,3 +98,16 @@ async def test_backend_max_n_is_respected_by_splitting() -> None:
     backend = ScriptedBackend.cycle(["The answer is 4."], max_n=64)
     await run("self-consistency:n=64", backend)
     assert [r.n for r in backend.requests] == [64]
+
+
+async def test_a_sample_cut_by_max_tokens_answers_only_what_it_marked() -> None:
+    backend = ScriptedBackend.cycle([
+        "Step 1. Add 2 and 2 to get 4. Step 2. Now check the sum",
+        "The answer is 4. Then more words follow here",
+        "2 + 2 = 4"])
+    result = await run("self-consistency:n=3,max_tokens=8", backend)
+    cut, marked, short = result.candidates
+    assert cut.completion.finish_reason == "length" and cut.answer is None
+    assert marked.completion.finish_reason == "length" and marked.answer == "4"
+    assert short.completion.finish_reason == "stop" and short.answer == "4"
+    assert result.votes == {"4": 2.0}

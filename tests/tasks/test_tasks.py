@@ -79,3 +79,14 @@ def test_missing_or_useless_files(tmp_path: Path) -> None:
     f = write(tmp_path / "all_bad.jsonl", ["garbage", "more garbage"])
     with pytest.raises(TaskError, match="no valid problems"):
         make_task(str(f)).problems()
+
+
+def test_gsm8k_train_is_shipped_in_a_seeded_order() -> None:
+    task = make_task("gsm8k-train")
+    first = task.problems(limit=120, seed=0)
+    assert len(first) == 120 and len({p.id for p in first}) == 120
+    assert task.problems(limit=40, seed=0) == first[:40]
+    assert [p.id for p in task.problems(limit=40, seed=1)] != [p.id for p in first[:40]]
+    (natalia,) = [p for p in task.problems(seed=0) if p.id == "train-1"]
+    assert natalia.reference == "72" and natalia.question.startswith("Natalia sold clips")
+    assert len(task.problems(seed=0)) == 7473

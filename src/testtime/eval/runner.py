@@ -79,6 +79,8 @@ class RunSummary:
     answered: float
     usage: Usage
     wall_seconds: float
+    samples: int = 0
+    cut_samples: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -92,6 +94,7 @@ class RunSummary:
             "problems": self.problems, "errors": self.errors, "accuracy": self.accuracy,
             "sample_accuracy": self.sample_accuracy, f"pass@{self.k}": self.pass_at_k,
             "answered": self.answered, "k": self.k, "wall_seconds": round(self.wall_seconds, 3),
+            "samples": self.samples, "cut_samples": self.cut_samples,
             "generated_tokens_per_second": round(self.generated_per_second, 2),
             "usage": self.usage.model_dump(), **self.extra,
         }
@@ -113,6 +116,7 @@ def summarise(records: Sequence[dict[str, Any]], *, strategy: str, backend: str,
         if k:
             passes.append(pass_at_k(len(cands), c, k))
     usage = Usage.total([Usage.model_validate(r["usage"]) for r in records])
+    samples = [c for r in records for c in r["candidates"]]
     return RunSummary(
         strategy=strategy, backend=backend, task=task, problems=len(records),
         errors=sum(1 for r in records if r.get("error")),
@@ -120,7 +124,9 @@ def summarise(records: Sequence[dict[str, Any]], *, strategy: str, backend: str,
         sample_accuracy=mean(sample_acc) if sample_acc else None,
         pass_at_k=mean(passes) if passes else None, k=k,
         answered=mean([float(r["answer"] is not None) for r in records]),
-        usage=usage, wall_seconds=wall_seconds)
+        usage=usage, wall_seconds=wall_seconds, samples=len(samples),
+        cut_samples=sum(1 for c in samples if c.get("finish_reason") == "length"
+                        and c.get("answer") is None))
 
 
 async def solve(problem: Problem, strategy: Strategy, backend: Backend, *,

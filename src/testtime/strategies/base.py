@@ -211,7 +211,9 @@ class Context:
         request declared tools) answers with the calls' canonical form. Otherwise a code
         problem's answer is its extracted code, a free-text problem's only an answer the text
         marks as final, and a math problem's the final answer; thinking (``<think>…</think>``)
-        never counts as the answer.
+        never counts as the answer. A sample cut off by ``max_tokens`` answers only what it
+        marked as its answer (boxed, ``####``, "the answer is"): the last number of a cut
+        text is a step, not a result.
         """
         text = prompt.prefix + completion.text
         calls = completion.tool_calls or parse_tool_calls(completion.text, prompt.options)
@@ -224,7 +226,8 @@ class Context:
         if kind == "code":
             answer = extract_code(reply)
         else:
-            answer = extract_answer(reply, marked_only=kind == "text")
+            cut = completion.finish_reason == "length"
+            answer = extract_answer(reply, marked_only=kind == "text" or cut)
         return Candidate(text=text, answer=answer, completion=completion)
 
     async def score(self, problem: Problem, candidates: Sequence[Candidate],
