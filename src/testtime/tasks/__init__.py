@@ -8,6 +8,6 @@ from testtime.tasks.humaneval import HumanEvalTask
 from testtime.tasks.jsonl import JsonlTask
 
 __all__ = [
-    "AimeTask", "ArithTask", "Gsm8kTask", "Gsm8kTrainTask", "HumanEvalTask", "JsonlTask", "LoadReport",
-    "Math500Task", "Task", "TaskError", "make_task", "tasks",
+    "AimeTask", "ArithTask", "Gsm8kTask", "Gsm8kTrainTask", "HumanEvalTask", "JsonlTask",
+    "LoadReport", "Math500Task", "Task", "TaskError", "make_task", "tasks",
 ]
