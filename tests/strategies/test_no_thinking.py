@@ -51,3 +51,15 @@ async def test_offered_draws_are_reused_by_the_next_run_drawing_alike() -> None:
     strategy.offer_drawn(PROBLEM, other, await strategy.draw(PROBLEM, other, 2))
     await make_strategy("self-consistency:n=4").run(PROBLEM, other)
     assert [r.n for r in other.backend.requests] == [2, 4]  # type: ignore[attr-defined]
+
+
+async def test_with_a_verifier_the_answers_carry_confidence_but_the_vote_stays_plain() -> None:
+    sure, unsure = {"a": -0.05, "b": -3.0}, {"a": -1.5, "b": -1.6}
+    backend = ScriptedBackend(responder=lambda p, i, r: [" 41.", " 42.", " 42."][i],
+                              token_tops=lambda text, i: sure if "41" in text else unsure)
+    spec = "no-thinking:n=3,verifier=confidence"
+    result = await solve(PROBLEM, make_strategy(spec), backend, spec=spec)
+    scores = [c.score.value for c in result.candidates if c.score is not None]
+    assert len(scores) == 3 and scores[0] > scores[1] == scores[2]
+    assert result.answer == "42" and result.votes == {"42": 2.0, "41": 1.0}
+    assert backend.requests[0].logprobs

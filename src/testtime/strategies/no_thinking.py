@@ -50,5 +50,12 @@ class NoThinking(StrategySettings):
         return ("\n",) if self.style == "plain" else ()
 
     async def run(self, problem: Problem, ctx: Context) -> Result:
-        """Sample the answers, then majority-vote over equivalent ones."""
-        return await aggregated_result(problem, await self.draw(problem, ctx, self.n), ctx)
+        """Sample the answers, then majority-vote over equivalent ones. With a ``verifier``
+        the answers are scored too (their confidence, a difficulty probe's feature); the vote
+        stays a plain majority."""
+        if self.verifier:
+            ctx.verifier = self.make_verifier(ctx.verifier)
+        answers = await self.draw(problem, ctx, self.n)
+        if self.verifier:
+            answers = await ctx.score(problem, answers)
+        return await aggregated_result(problem, answers, ctx)
