@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from math import comb
 from typing import Any
 
@@ -108,8 +109,10 @@ class Pool:
 
     @classmethod
     def of(cls, candidates: Sequence[dict[str, Any]]) -> Pool:
-        """Build a pool from a record's candidates."""
-        return cls(candidates)
+        """Build a pool from a record's candidates (once per distinct pool: grouping answers
+        by equivalence is the costly part of every fit)."""
+        return _pool(tuple((c.get("answer"), bool(c.get("correct")), c.get("score"))
+                           for c in candidates))
 
     def judge(self, family: str, mask: np.ndarray) -> np.ndarray:
         """Correctness of ``family`` on each subset (rows of a boolean membership mask).
@@ -133,6 +136,11 @@ class Pool:
         top &= counts >= counts.max(axis=1, keepdims=True)
         winner = np.argmin(np.where(top, self.rank, np.inf), axis=1)
         return np.asarray(self.class_correct[winner] & present.any(axis=1))
+
+
+@lru_cache(maxsize=65536)
+def _pool(key: tuple[tuple[str | None, bool, float | None], ...]) -> Pool:
+    return Pool([{"answer": a, "correct": c, "score": s} for a, c, s in key])
 
 
 def subset_mask(n: int, k: int, rng: np.random.Generator, limit: int,

@@ -294,7 +294,8 @@ def fit_policy(records: Sequence[dict[str, Any]], *, probe_k: int = 2, bins: int
                statistic: Statistic = "agreement", budgets: Sequence[float] | None = None,
                unit: Unit = "tokens", holdout: float = 0.5, seed: int = 0,
                feature: Literal["prompt_chars"] | None = None, prior: float = PRIOR,
-               probe: str | None = None, source: str = "") -> Policy:
+               probe: str | None = None, source: str = "",
+               train: Sequence[str] | None = None) -> Policy:
     """Fit a Policy on the training split of a sweep's records, across strategy families.
 
     The probe draws like ``probe`` (a pooled spec: ``no-thinking``, ``self-consistency`` with
@@ -303,7 +304,7 @@ def fit_policy(records: Sequence[dict[str, Any]], *, probe_k: int = 2, bins: int
     problems' median question length (when they differ). A bin's accuracy per configuration
     is shrunk toward that configuration's accuracy over all training problems as if ``prior``
     more problems had scored it, so a small bin cannot crown a configuration on a few lucky
-    problems.
+    problems. ``train`` fits on exactly those problems (cross-fitting: nothing held out here).
     """
     pooled = pooled_records(records)
     draw = cheapest_draw(pooled) if probe is None else probe_draw(probe)
@@ -315,9 +316,16 @@ def fit_policy(records: Sequence[dict[str, Any]], *, probe_k: int = 2, bins: int
     if probe_k >= n:
         raise ValueError(f"probe_k={probe_k} must be below the probe pool's samples per "
                          f"problem ({n})")
-    train, held = split(sorted(pools), holdout, seed)
-    if not train or not held:
-        raise ValueError(f"{len(pools)} problems are too few to split into train and held-out")
+    held: list[str] = []
+    if train is not None:
+        train = sorted(p for p in train if p in pools)
+        if not train:
+            raise ValueError("none of the training problems has the probe's pool")
+    else:
+        train, held = split(sorted(pools), holdout, seed)
+        if not train or not held:
+            raise ValueError(f"{len(pools)} problems are too few to split into train and "
+                             "held-out")
     insts = instances(records, train, probe_k, statistic, draw)
     opts = choices(insts, probe_k)
     insts = [i for i in insts if all(available(i, c) for c in opts)]
