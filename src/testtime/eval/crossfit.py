@@ -363,3 +363,59 @@ def _merge(into: Scores, part: Scores) -> None:
     into.correct.update(part.correct)
     into.cost.update(part.cost)
     into.picked.update(part.picked)
+
+
+def report_lines(result: CrossFit) -> list[str]:
+    """The cross-fitted comparison as text: the baselines, one row per budget (the policy and
+    the best fixed configuration, each against SC@n and greedy decoding) and the headline."""
+    ps, n = result.problems, result.sc_n
+    sc_cost = result.sc.mean_cost(ps)
+    greedy = result.greedy
+    unit = "tokens" if result.unit == "tokens" else result.unit
+    lines = [
+        f"{len(ps)} problems, {result.folds} folds; every choice fitted on training folds, each "
+        f"problem scored once while held out; paired 95% bootstrap intervals; non-inferior: "
+        f"lower end >= -{MARGIN}",
+        f"SC@{n} ({_most(result.sc)}): accuracy {result.sc.accuracy(ps):.3f}, {sc_cost:.0f} "
+        f"{unit} per problem",
+        f"greedy ({_most(greedy)}): accuracy {greedy.accuracy(ps):.3f}, "
+        f"{greedy.mean_cost(ps):.0f} {unit} (share {greedy.mean_cost(ps) / sc_cost:.3f}); "
+        f"vs SC@{n} {greedy.versus(result.sc, ps)}",
+        f"{'budget':>8} {'policy':>6} {'share':>6} {'vs SC@' + str(n):>24} {'vs greedy':>24}  "
+        f"{'fixed':>6} {'share':>6} {'fixed vs SC@' + str(n):>24}  fixed (most folds)"]
+    for r in result.rows():
+        fixed = result.fixed[r["budget"]]
+        lines.append(
+            f"{r['budget']:>8g} {r['accuracy']:6.3f} {r['share']:6.3f} {r['vs_sc']!s:>24} "
+            f"{r['vs_greedy']!s:>24}  {r['fixed_accuracy']:6.3f} "
+            f"{r['fixed_cost'] / sc_cost:6.3f} {r['fixed_vs_sc']!s:>24}  {_most(fixed)}")
+    below = [r for r in result.rows() if r["budget"] < greedy.mean_cost(ps)]
+    if below:
+        lines.append("below greedy's cost the saving costs accuracy against greedy: " + "; ".join(
+            f"{r['budget']:g}: {r['vs_greedy'].diff:+.3f}" for r in below))
+    bad = [b for b, _, ok in result.greedy_ok() if not ok]
+    lines.append("at every budget at or above greedy's cost the policy is non-inferior to "
+                 "greedy" if not bad else "NOT non-inferior to greedy at budgets "
+                 + ", ".join(f"{b:g}" for b in bad))
+    chosen = ", ".join("none" if b is None else f"{b:g}" for b in result.chosen_budgets)
+    lines.append(f"headline budget per fold, chosen by inner cross-fitting on its training "
+                 f"folds: {chosen}")
+    return lines
+
+
+def headline(result: CrossFit) -> str:
+    """The last line: the share of SC@n's cost at which the policy is non-inferior to SC@n
+    (1.0 where it never is), with the paired interval, or why there is no headline."""
+    n = result.sc_n
+    if not result.enough:
+        return (f"share of SC@{n} {result.unit} at which the policy is non-inferior: not "
+                f"measured ({len(result.problems)} problems; a headline needs {MIN_PROBLEMS})")
+    share, diff = result.share()
+    return (f"share of SC@{n} {result.unit} at which the policy is non-inferior: {share:.3f} "
+            f"(policy - SC@{n}: {diff})")
+
+
+def _most(scores: Scores) -> str:
+    picks = list(scores.picked.values())
+    return max(set(picks), key=picks.count) if picks else "-"
+

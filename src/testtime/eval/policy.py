@@ -400,3 +400,27 @@ def simulate(policy: Policy, records: Sequence[dict[str, Any]], problems: Sequen
                          seed=int(rec.get("seed") or 0), backend=rec.get("backend") or "",
                          budget=rec.get("budget"), derived=True))
     return out
+
+
+@dataclass(frozen=True)
+class FitRule:
+    """How a policy is fitted, every option but the problems and the budgets: one rule shared
+    by ``testtime fit-policy``, the report and the benches, so what is cross-fitted is what
+    ships."""
+
+    probe_k: int = 2
+    bins: int = 3
+    statistic: Statistic = "agreement"
+    feature: Literal["prompt_chars"] | None = None
+    prior: float = PRIOR
+    probe: str | None = None
+    unit: Unit = "tokens"
+
+    def fit(self, records: Sequence[dict[str, Any]], train: Sequence[str],
+            budgets: Sequence[float], source: str = "") -> Policy:
+        """The policy fitted on exactly ``train`` at ``budgets``."""
+        return fit_policy(records, probe_k=self.probe_k, bins=self.bins,
+                          statistic=self.statistic, budgets=budgets, unit=self.unit,
+                          feature=self.feature, prior=self.prior, probe=self.probe,
+                          source=source, train=train)
+
