@@ -14,25 +14,20 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from testtime.backends.base import BackendError, make_backend
+from testtime.backends.base import make_backend
 from testtime.budget import Budget
+from testtime.cli_errors import USER_ERRORS, err, fail
+from testtime.distributed import commands as distributed_commands
+from testtime.eval import commands as eval_commands
 from testtime.eval.runner import RunSummary, run_problems, summarise
 from testtime.models import DEFAULT_MODEL, PACKS, ModelError, cached_path, pull
-from testtime.registry import SpecError
+from testtime.serve import commands as serve_commands
 from testtime.strategies import make_strategy, strategies
-from testtime.tasks import TaskError, make_task
+from testtime.tasks import make_task
 from testtime.verifiers import make_verifier
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="testtime: turn extra inference compute into better answers.")
-err = Console(stderr=True)
-USER_ERRORS = (SpecError, ModelError, TaskError, BackendError, ValueError, OSError)
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Print a one-line error and exit non-zero (no traceback for user errors)."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(code)
 
 
 @app.command()
@@ -215,16 +210,9 @@ def engine_serve_cmd(
         fail(str(exc))
 
 
-def _register_layers() -> None:
-    from testtime.distributed import commands as distributed_commands
-    from testtime.eval import commands as eval_commands
-    from testtime.serve import commands as serve_commands
-
-    for module in (eval_commands, serve_commands, distributed_commands):
-        module.register(app)
-
-
-_register_layers()
+eval_commands.register(app, remote_sweep=distributed_commands.run_on_ray)
+serve_commands.register(app)
+distributed_commands.register(app)
 
 
 def main() -> None:

@@ -20,10 +20,10 @@ from testtime.budget import Budget, CostModel, ModelShape
 from testtime.strategies import make_strategy
 from testtime.strategies.base import Context
 from testtime.types import GenerationRequest, Problem, Prompt
-from testtime.verifiers.base import make_verifier
 from testtime.verifiers.cache import CachedVerifier
 from testtime.verifiers.judge import JUDGE_SYSTEM
 from testtime.verifiers.judge_select import SELECT_SYSTEM
+from testtime.verifiers.make import make_verifier
 from testtime.verifiers.reward_http import RewardHTTPVerifier
 
 SHAPE = ModelShape(params=1e6, n_layers=2, d_model=16, n_heads=2, n_kv_heads=1,

@@ -20,6 +20,7 @@ from pydantic import (
 from testtime.budget import Budget
 from testtime.models import DEFAULT_MODEL
 from testtime.registry import Bound, ClientPolicy
+from testtime.verifiers import verifiers
 
 ENV_PREFIX = "TESTTIME_SERVE_"
 KEYS_ENV = "TESTTIME_API_KEYS"
@@ -148,8 +149,6 @@ class ServeConfig(BaseModel):
     @field_validator("allowed_verifiers")
     @classmethod
     def _verifiers_exist(cls, value: list[str]) -> list[str]:
-        from testtime.verifiers import verifiers
-
         unknown = sorted(set(value) - set(verifiers.names()))
         if unknown:
             raise ValueError(f"unknown verifier(s) {', '.join(unknown)}; known: "

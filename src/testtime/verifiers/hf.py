@@ -7,6 +7,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from testtime.budget import forward_flops
+
 _LOCK = threading.Lock()
 _LOADED: dict[tuple[str, str, str, str, bool], tuple[Any, Any]] = {}
 
@@ -80,8 +82,6 @@ def forward_cost(model: Any, tokens: int) -> float | None:
     From the model's own parameter count (embeddings left out: a lookup, not a matmul) and
     its config's layers and width; None when the model cannot say.
     """
-    from testtime.budget import forward_flops
-
     try:
         params = float(model.num_parameters(exclude_embeddings=True))
     except (AttributeError, TypeError):
