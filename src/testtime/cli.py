@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import textwrap
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,18 +15,23 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from testtime.backends.base import make_backend
+from testtime.backends.base import Backend, make_backend
 from testtime.budget import Budget
 from testtime.cli_errors import USER_ERRORS, err, fail
 from testtime.distributed import commands as distributed_commands
 from testtime.eval import commands as eval_commands
 from testtime.eval.runner import RunSummary, run_problems, summarise
 from testtime.models import DEFAULT_MODEL, PACKS, ModelError, cached_path, pull
+from testtime.registry import describe_options
 from testtime.serve import commands as serve_commands
 from testtime.strategies import make_strategy, strategies
+from testtime.strategies.base import Strategy
 from testtime.tasks import make_task
+from testtime.types import Problem
 from testtime.verifiers import make_verifier
 
+WIDTH = 100
+"""Line width of the ``strategies`` listing."""
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="testtime: turn extra inference compute into better answers.")
 
@@ -83,7 +89,7 @@ def run(
         raise typer.Exit(1)
 
 
-async def _run(problems: list[Any], strategy: Any, engine: Any, *, quiet: bool,
+async def _run(problems: list[Problem], strategy: Strategy, engine: Backend, *, quiet: bool,
                trace: Path | None, **kwargs: Any) -> tuple[list[dict[str, Any]], float]:
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -168,9 +174,25 @@ def strategies_cmd() -> None:
     """List strategies and their options."""
     for name in strategies.names():
         cls = strategies.get(name)
-        opts = ", ".join(f"{k}={f.default}" for k, f in cls.model_fields.items())
-        doc = (cls.__doc__ or "").strip().splitlines()[0]
-        typer.echo(f"{name}: {doc}\n    {opts}")
+        summary = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
+        for line in textwrap.wrap(f"{name}: {summary}", width=WIDTH, subsequent_indent="  "):
+            typer.echo(line)
+        for line in _pack(describe_options(cls), width=WIDTH, indent="    "):
+            typer.echo(line)
+
+
+def _pack(items: list[str], *, width: int, indent: str) -> list[str]:
+    """``items`` joined by commas into lines of at most ``width`` (one longer item stands
+    alone); an item is never split."""
+    lines: list[str] = []
+    line = ""
+    for item in items:
+        if line and len(indent) + len(line) + len(", ,") + len(item) > width:
+            lines.append(indent + line + ",")
+            line = item
+        else:
+            line = f"{line}, {item}" if line else item
+    return [*lines, indent + line] if line else lines
 
 
 @app.command("engine-serve")

@@ -108,7 +108,7 @@ async def _serve(request: Request, body: ChatCompletionRequest | CompletionReque
         request.state.log["strategy"] = route.spec
         strategy = with_request_options(route.strategy, temperature=body.temperature,
                                         max_tokens=max_tokens,
-                                        policy=gw.router.policy if route.client else None,
+                                        rules=gw.router.client_rules if route.client else None,
                                         **body.sampling().chosen())
         seed = opts.seed if opts.seed is not None else (
             body.seed % 2**31 if body.seed is not None else None)
