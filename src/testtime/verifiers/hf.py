@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from testtime.budget import forward_flops
+from testtime.verifiers.base import VerifyContext
 
 _LOCK = threading.Lock()
+_RUN = threading.Lock()
 _LOADED: dict[tuple[str, str, str, str, bool], tuple[Any, Any]] = {}
 
 
@@ -69,6 +71,14 @@ def logits_of(model: Any, encoded: Any) -> Any:
     if logits is None:
         logits = out[0]
     return logits[0].float().cpu()
+
+
+def billed_logits(model: Any, encoded: Any, ctx: VerifyContext | None = None) -> Any:
+    """``logits_of`` as one forward pass planned and billed to ``ctx``; one pass runs at a time
+    in this process, whichever reward model it is."""
+    tokens = int(encoded["input_ids"].shape[-1])
+    with (ctx or VerifyContext()).forward(tokens, forward_cost(model, tokens)), _RUN:
+        return logits_of(model, encoded)
 
 
 async def off_loop(fn: Any, *args: Any) -> Any:
