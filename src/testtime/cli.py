@@ -10,18 +10,21 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from testtime.backends.base import Backend, make_backend
+from testtime.backends.embedded import EmbeddedSettings
+from testtime.backends.llamacpp_server import serve
 from testtime.budget import Budget
 from testtime.cli_errors import USER_ERRORS, err, fail
 from testtime.distributed import commands as distributed_commands
 from testtime.eval import commands as eval_commands
 from testtime.eval.runner import RunSummary, run_problems, summarise
-from testtime.models import DEFAULT_MODEL, PACKS, ModelError, cached_path, pull
+from testtime.models import DEFAULT_MODEL, PACKS, ModelError, cached_path, pull, resolve
 from testtime.registry import describe_options
 from testtime.serve import commands as serve_commands
 from testtime.strategies import make_strategy, strategies
@@ -208,12 +211,6 @@ def engine_serve_cmd(
                       "batch_threads=1, cache=false, ...); repeatable")] = None,
 ) -> None:
     """Serve a model with llama.cpp's own OpenAI-compatible HTTP server until SIGTERM/SIGINT."""
-    from pydantic import ValidationError
-
-    from testtime.backends.embedded import EmbeddedSettings
-    from testtime.backends.llamacpp_server import serve
-    from testtime.models import resolve
-
     try:
         options: dict[str, Any] = {"model": model, "slots": slots, "ctx": ctx}
         for item in engine or ():
