@@ -51,7 +51,7 @@ def main() -> None:
     if not args.no_sweep:
         summary = asyncio.run(run_sweep(cfg, store=store))
         print(f"sweep: {summary.total} units, {summary.skipped} already stored, "
-              f"{summary.written} run now, {summary.errors} failed")
+              f"{summary.written} run now, {summary.failed} failed")
     records = store.records()
     store.close()
     problems = complete_problems(records)

@@ -5,34 +5,38 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import textwrap
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from testtime.backends.base import BackendError, make_backend
+from testtime.backends.base import Backend, make_backend
+from testtime.backends.embedded import EmbeddedSettings
+from testtime.backends.llamacpp_server import serve
 from testtime.budget import Budget
+from testtime.cli_errors import USER_ERRORS, err, fail
+from testtime.distributed import commands as distributed_commands
+from testtime.eval import commands as eval_commands
 from testtime.eval.runner import RunSummary, run_problems, summarise
-from testtime.models import DEFAULT_MODEL, PACKS, ModelError, cached_path, pull
-from testtime.registry import SpecError
+from testtime.models import DEFAULT_MODEL, PACKS, ModelError, cached_path, pull, resolve
+from testtime.registry import describe_options
+from testtime.serve import commands as serve_commands
 from testtime.strategies import make_strategy, strategies
-from testtime.tasks import TaskError, make_task
+from testtime.strategies.base import Strategy
+from testtime.tasks import make_task
+from testtime.types import Problem
 from testtime.verifiers import make_verifier
 
+WIDTH = 100
+"""Line width of the ``strategies`` listing."""
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="testtime: turn extra inference compute into better answers.")
-err = Console(stderr=True)
-USER_ERRORS = (SpecError, ModelError, TaskError, BackendError, ValueError, OSError)
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Print a one-line error and exit non-zero (no traceback for user errors)."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(code)
 
 
 @app.command()
@@ -88,7 +92,7 @@ def run(
         raise typer.Exit(1)
 
 
-async def _run(problems: list[Any], strategy: Any, engine: Any, *, quiet: bool,
+async def _run(problems: list[Problem], strategy: Strategy, engine: Backend, *, quiet: bool,
                trace: Path | None, **kwargs: Any) -> tuple[list[dict[str, Any]], float]:
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -174,9 +178,25 @@ def strategies_cmd() -> None:
     """List strategies and their options."""
     for name in strategies.names():
         cls = strategies.get(name)
-        opts = ", ".join(f"{k}={f.default}" for k, f in cls.model_fields.items())
-        doc = (cls.__doc__ or "").strip().splitlines()[0]
-        typer.echo(f"{name}: {doc}\n    {opts}")
+        summary = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
+        for line in textwrap.wrap(f"{name}: {summary}", width=WIDTH, subsequent_indent="  "):
+            typer.echo(line)
+        for line in _pack(describe_options(cls), width=WIDTH, indent="    "):
+            typer.echo(line)
+
+
+def _pack(items: list[str], *, width: int, indent: str) -> list[str]:
+    """``items`` joined by commas into lines of at most ``width`` (one longer item stands
+    alone); an item is never split."""
+    lines: list[str] = []
+    line = ""
+    for item in items:
+        if line and len(indent) + len(line) + len(", ,") + len(item) > width:
+            lines.append(indent + line + ",")
+            line = item
+        else:
+            line = f"{line}, {item}" if line else item
+    return [*lines, indent + line] if line else lines
 
 
 @app.command("engine-serve")
@@ -192,12 +212,6 @@ def engine_serve_cmd(
                       "batch_threads=1, cache=false, ...); repeatable")] = None,
 ) -> None:
     """Serve a model with llama.cpp's own OpenAI-compatible HTTP server until SIGTERM/SIGINT."""
-    from pydantic import ValidationError
-
-    from testtime.backends.embedded import EmbeddedSettings
-    from testtime.backends.llamacpp_server import serve
-    from testtime.models import resolve
-
     try:
         options: dict[str, Any] = {"model": model, "slots": slots, "ctx": ctx}
         for item in engine or ():
@@ -216,16 +230,9 @@ def engine_serve_cmd(
         fail(str(exc))
 
 
-def _register_layers() -> None:
-    from testtime.distributed import commands as distributed_commands
-    from testtime.eval import commands as eval_commands
-    from testtime.serve import commands as serve_commands
-
-    for module in (eval_commands, serve_commands, distributed_commands):
-        module.register(app)
-
-
-_register_layers()
+eval_commands.register(app, remote_sweep=distributed_commands.run_on_ray)
+serve_commands.register(app)
+distributed_commands.register(app)
 
 
 def main() -> None:

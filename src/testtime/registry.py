@@ -1,7 +1,7 @@
 """Name → class registries and the one parser for ``name:key=value,…`` spec strings.
 
 The parser is also the trust boundary. Specs from the operator (config, CLI, Python) may set
-anything; specs that arrive in a request are parsed in *client mode* (a :class:`ClientPolicy`),
+anything; specs that arrive in a request are parsed in *client mode* (a :class:`ClientRules`),
 where each option's trust decides: every settings field is client-settable or operator-only,
 by a marker on the field or, unmarked, by its type (see :func:`field_trust`).
 """
@@ -151,13 +151,13 @@ def _split_top(text: str) -> list[str]:
     return [p for p in (p.strip() for p in parts) if p]
 
 
-def build(registry: Registry[T], spec: str, *, client: ClientPolicy | None = None,
+def build(registry: Registry[T], spec: str, *, client: ClientRules | None = None,
           **extra: Any) -> T:
     """Parse ``spec`` and instantiate the registered class, validating its options.
 
     Classes are pydantic models, so option types, ranges and unknown keys are checked there
     and reported as a SpecError naming the spec. With ``client``, the spec came from a request:
-    it is checked against that policy first (SpecForbidden) and nothing it names is opened.
+    it is checked against those rules first (SpecForbidden) and nothing it names is opened.
     """
     from pydantic import ValidationError
 
@@ -231,7 +231,7 @@ class Bound:
 
 
 @dataclass(frozen=True)
-class ClientPolicy:
+class ClientRules:
     """What a request may choose: enabled names per registry kind, bounds per option.
 
     ``allowed`` maps a kind (``strategy``, ``verifier``) to the names a client may use (None:
@@ -281,6 +281,23 @@ class ClientPolicy:
         if limit is not None and not limit.admits(value):
             raise SpecForbidden(f"option {key!r} of {kind} {name!r} must be {limit} on this "
                                 f"server (got {value:g})", "option_out_of_bounds", key)
+
+
+def describe_options(cls: Any) -> list[str]:
+    """Each option of a settings class, on one line: ``name=default`` or ``name (required)``.
+
+    Defaults are shown as Python literals (``sep='\\n\\n'``), so no value breaks a line.
+    """
+    out = []
+    for name, f in cls.model_fields.items():
+        if f.is_required():
+            out.append(f"{name} (required)")
+            continue
+        value = f.get_default(call_default_factory=True)
+        if isinstance(value, enum.Enum):
+            value = value.value
+        out.append(f"{name}=" + repr(value).replace("\n", "\\n").replace("\r", "\\r"))
+    return out
 
 
 def describe(exc: Any, cls: Any) -> str:

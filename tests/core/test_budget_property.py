@@ -20,10 +20,10 @@ from testtime.budget import Budget, CostModel, ModelShape
 from testtime.strategies import make_strategy
 from testtime.strategies.base import Context
 from testtime.types import GenerationRequest, Problem, Prompt
-from testtime.verifiers.base import make_verifier
 from testtime.verifiers.cache import CachedVerifier
 from testtime.verifiers.judge import JUDGE_SYSTEM
 from testtime.verifiers.judge_select import SELECT_SYSTEM
+from testtime.verifiers.make import make_verifier
 from testtime.verifiers.reward_http import RewardHTTPVerifier
 
 SHAPE = ModelShape(params=1e6, n_layers=2, d_model=16, n_heads=2, n_kv_heads=1,
@@ -122,3 +122,34 @@ def test_usage_never_exceeds_the_budget(strategy: str, v: str, budget: Budget, n
     if result.budget_exhausted:
         assert result.budget_limit in limits
     assert ctx.ledger.reserved_calls == 0 and ctx.ledger.reserved_tokens == 0
+
+
+any_budget = st.builds(
+    Budget,
+    generated_tokens=st.none() | st.integers(1, 10**9),
+    total_tokens=st.none() | st.integers(1, 10**9),
+    verifier_tokens=st.none() | st.integers(1, 10**9),
+    calls=st.none() | st.integers(1, 1000),
+    seconds=st.none() | st.floats(1e-3, 1e6),
+    flops=st.none() | st.floats(1.0, 1e18),
+)
+
+
+@given(budgets=st.lists(any_budget, max_size=5))
+def test_combined_budget_allows_only_what_every_input_allows(budgets: list[Budget]) -> None:
+    combined = Budget.combine(*budgets)
+    for name in Budget.model_fields:
+        given = [getattr(b, name) for b in budgets if getattr(b, name) is not None]
+        if given:
+            assert getattr(combined, name) == min(given)
+        else:
+            assert getattr(combined, name) is None
+
+
+@given(a=any_budget, b=any_budget, c=any_budget)
+def test_combining_budgets_is_commutative_associative_and_idempotent(
+        a: Budget, b: Budget, c: Budget) -> None:
+    assert a.tighter(b) == b.tighter(a)
+    assert a.tighter(b).tighter(c) == a.tighter(b.tighter(c)) == Budget.combine(a, b, c)
+    assert a.tighter(a) == a
+    assert a.tighter(Budget()) == a == Budget.combine(a, None)

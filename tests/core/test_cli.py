@@ -9,6 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from testtime.cli import WIDTH, app
+from testtime.registry import describe_options
+from testtime.strategies import strategies
 
 EXE = [sys.executable, "-m", "testtime.cli"]
 
@@ -72,6 +77,25 @@ def test_models_and_strategies_listings() -> None:
     assert "smollm2-135m" in tt("models").stdout
     listing = tt("strategies").stdout
     assert "self-consistency" in listing and "best-of-n" in listing
+
+
+def test_strategies_listing_shows_every_option_on_one_line() -> None:
+    result = CliRunner().invoke(app, ["strategies"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "PydanticUndefined" not in result.stdout
+    assert all(len(line) <= WIDTH for line in lines)
+    for name in strategies.names():
+        block = lines[next(i for i, line in enumerate(lines) if line.startswith(f"{name}: ")):]
+        options = describe_options(strategies.get(name))
+        assert len(options) == len(strategies.get(name).model_fields)
+        for option in options:
+            assert any(option in line for line in block[:20]), (name, option)
+    adaptive = describe_options(strategies.get("adaptive"))
+    assert {"policy (required)", "budget (required)"} <= set(adaptive)
+    assert "sep='\\n\\n'" in describe_options(strategies.get("beam"))
+    assert any(line.startswith("    verifier=None, max_depth=8, sep='\\n\\n', agg='last',")
+               for line in lines)
 
 
 @pytest.mark.model

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import enum
+
 import pytest
+from pydantic import BaseModel, Field
 
 from testtime.backends import make_backend
-from testtime.registry import SpecError, split_spec
+from testtime.registry import SpecError, describe_options, split_spec
 from testtime.strategies import make_strategy
 from testtime.verifiers import make_verifier
 
@@ -47,3 +50,22 @@ def test_backend_and_verifier_specs() -> None:
     assert make_verifier("confidence") is not None
     with pytest.raises(SpecError, match="unknown verifier"):
         make_verifier("oracle-of-delphi")
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+class Options(BaseModel):
+    needed: int
+    sep: str = "\n\n"
+    crlf: str = "a\r\nb"
+    tags: list[str] = Field(default_factory=lambda: ["x", "y"])
+    colour: Colour = Colour.RED
+    ratio: float = 0.5
+
+
+def test_describe_options_marks_required_ones_and_escapes_defaults() -> None:
+    assert describe_options(Options) == [
+        "needed (required)", "sep='\\n\\n'", "crlf='a\\r\\nb'", "tags=['x', 'y']",
+        "colour='red'", "ratio=0.5"]

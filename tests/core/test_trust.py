@@ -20,7 +20,7 @@ from testtime.registry import (
     CLIENT,
     OPERATOR,
     Bound,
-    ClientPolicy,
+    ClientRules,
     Nested,
     Registry,
     SpecError,
@@ -32,7 +32,7 @@ from testtime.registry import (
 
 REGISTRIES = [testtime.strategies.strategies, testtime.verifiers.verifiers,
               testtime.backends.backends]
-OPEN = ClientPolicy(allowed={"strategy": None, "verifier": None})
+OPEN = ClientRules(allowed={"strategy": None, "verifier": None})
 OPERATOR_LOOKING = re.compile(
     r"(^|_)(backend|url|uri|host|endpoint|model|path|policy|file|dir|source|trust_remote_code|"
     r"api_key|key|token|secret|device|dtype|sandbox|cpu|memory_mb|parallel|parts|spec|command|"
@@ -103,7 +103,7 @@ def test_no_backend_can_be_named_by_a_client(name: str) -> None:
 
 
 def test_nested_verifiers_only_from_the_allowed_list_with_client_options() -> None:
-    policy = ClientPolicy(allowed={"strategy": None, "verifier": ["confidence", "judge"]})
+    policy = ClientRules(allowed={"strategy": None, "verifier": ["confidence", "judge"]})
     strategies = testtime.strategies.strategies
     built = build(strategies, "best-of-n:n=2,verifier=[judge:k=3,mode=sample]", client=policy)
     assert built.n == 2 and built.verifier == "judge:k=3,mode=sample"
@@ -116,7 +116,7 @@ def test_nested_verifiers_only_from_the_allowed_list_with_client_options() -> No
             build(strategies, f"best-of-n:verifier={nested}", client=policy)
     with pytest.raises(SpecForbidden, match="'policy'"):
         build(strategies, "adaptive:policy=/etc/passwd,budget=100", client=policy)
-    everything = ClientPolicy(allowed={"strategy": None, "verifier": None})
+    everything = ClientRules(allowed={"strategy": None, "verifier": None})
     with pytest.raises(SpecForbidden, match="'trust_remote_code'"):
         build(strategies, "best-of-n:verifier=[prm:trust_remote_code=true]", client=everything)
     with pytest.raises(SpecForbidden, match="'parts'"):
@@ -126,7 +126,7 @@ def test_nested_verifiers_only_from_the_allowed_list_with_client_options() -> No
 
 
 def test_client_limits_bound_client_options() -> None:
-    policy = ClientPolicy(allowed={"strategy": None, "verifier": None},
+    policy = ClientRules(allowed={"strategy": None, "verifier": None},
                           limits={"n": Bound(high=4), "beam.width": Bound(1, 2),
                                   "k": Bound(high=3)})
     strategies = testtime.strategies.strategies
@@ -159,7 +159,7 @@ def test_a_new_component_is_safe_without_being_listed() -> None:
         label: Annotated[str, CLIENT] = "x"
         depth: Annotated[int, OPERATOR] = 1
 
-    policy = ClientPolicy(allowed={"gadget": None}, limits={"top_k": Bound(high=50)})
+    policy = ClientRules(allowed={"gadget": None}, limits={"top_k": Bound(high=50)})
     ok = build(gadgets, "thing:top_p=0.5,top_k=40,maybe=1,style=b,label=y", client=policy)
     assert (ok.top_p, ok.top_k, ok.style, ok.label) == (0.5, 40, "b", "y")
     for option in ("where=/etc/passwd", "files=[a]", "depth=3"):

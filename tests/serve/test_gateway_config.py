@@ -54,7 +54,7 @@ def test_security_settings_from_a_file(tmp_path: Path) -> None:
     keys = cfg.keys()
     assert (keys["k1"].rpm, keys["k1"].tpm, keys["k1"].concurrency) == (10, 5000, 2)
     assert (keys["k2"].rpm, keys["k2"].tpm, keys["k2"].concurrency) == (60, 5000, None)
-    policy = cfg.client_policy()
+    policy = cfg.client_rules()
     assert policy.allowed["verifier"] == ["confidence"]
     assert policy.bound("self-consistency", "n") is not None
     assert str(policy.bound("beam", "width")) == "between 1 and 4"

@@ -18,7 +18,7 @@ from testtime.strategies import make_strategy
 from testtime.strategies.base import Context, strategies
 from testtime.tasks.base import MATH_INSTRUCTION, MATH_SYSTEM
 from testtime.types import Problem
-from testtime.verifiers.base import make_verifier
+from testtime.verifiers.make import make_verifier
 
 pytestmark = pytest.mark.model
 

@@ -43,7 +43,7 @@ from testtime.backends.base import (
     part_request,
     stream_pieces,
 )
-from testtime.backends.embedded import ToolCallDeltas, chat_request, top_dict
+from testtime.backends.openai_format import ToolCallDeltas, chat_request, top_dict
 from testtime.budget import CostModel, ModelShape, stopped_sink
 from testtime.types import Completion, Generation, GenerationRequest, Piece, ToolCall
 

@@ -1,8 +1,18 @@
-"""CLI commands of the distributed layer, added to the main `testtime` app."""
+"""CLI commands of the distributed layer, added to the main `testtime` app, and the Ray
+executor behind ``testtime sweep --ray``."""
 
 from __future__ import annotations
 
 import typer
+
+from testtime.distributed.ray_sweep import run_sweep_ray
+from testtime.eval.store import ResultStore
+from testtime.eval.sweep import SweepConfig, SweepReport
+
+
+def run_on_ray(config: SweepConfig, store: ResultStore, address: str | None) -> SweepReport:
+    """Run a sweep on the Ray cluster at ``address`` (None: start a local one)."""
+    return run_sweep_ray(config, store=store, address=address)
 
 
 def register(app: typer.Typer) -> None:

@@ -24,48 +24,10 @@ from testtime.distributed.cluster import forwarded_env, ray_session
 from testtime.distributed.replica import BackendReplica, Outcome
 from testtime.eval.runner import error_record
 from testtime.eval.store import ResultStore
-from testtime.eval.sweep import SweepConfig, Unit, expand, unit_fields
+from testtime.eval.sweep import SweepConfig, SweepReport, expand
+from testtime.eval.units import Unit, unit_fields
 
 OnRecord = Callable[[Unit, dict[str, Any]], None]
-
-
-@dataclass
-class RaySweepReport:
-    """What a Ray sweep did: units run, written, failed, retried, and replicas replaced.
-
-    ``completed`` counts, per unit key, the executions a replica finished and sent back, so
-    a unit run twice shows even though the store keeps one row per key.
-    """
-
-    total: int
-    skipped: int
-    written: int = 0
-    failed: int = 0
-    retries: int = 0
-    actor_restarts: int = 0
-    actors: int = 0
-    seconds: float = 0.0
-    failures: dict[str, str] = field(default_factory=dict)
-    completed: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def ran_twice(self) -> list[str]:
-        """Unit keys whose work a replica completed more than once (none, in a sound run)."""
-        return [k for k, n in self.completed.items() if n > 1]
-
-    @property
-    def units_per_second(self) -> float:
-        """Units finished (ok or failed) per wall second of the run itself."""
-        done = self.written + self.failed
-        return done / self.seconds if self.seconds > 0 else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready summary."""
-        return {"total": self.total, "skipped": self.skipped, "written": self.written,
-                "errors": self.failed, "first_error": next(iter(self.failures.values()), None),
-                "retries": self.retries, "actor_restarts": self.actor_restarts,
-                "actors": self.actors, "seconds": round(self.seconds, 3),
-                "units_per_second": round(self.units_per_second, 4)}
 
 
 @dataclass
@@ -113,7 +75,7 @@ def actors_per_backend(ray: Any, backends: list[str], res: ActorResources,
 class RayExecutor:
     """The driver loop of one Ray sweep: submit, stream, write, retry, replace."""
 
-    def __init__(self, ray: Any, units: list[Unit], store: ResultStore, report: RaySweepReport,
+    def __init__(self, ray: Any, units: list[Unit], store: ResultStore, report: SweepReport,
                  *, per_backend: int, res: ActorResources, max_retries: int,
                  on_record: OnRecord | None) -> None:
         self.ray = ray
@@ -209,7 +171,7 @@ class RayExecutor:
             return self._retry(unit, outcome.error or "the unit returned no record")
         self.report.completed[unit.key] = self.report.completed.get(unit.key, 0) + 1
         if self.store.put(unit, outcome.record):
-            self.report.written += 1
+            self.report.count(unit.key, outcome.record)
         if self.on_record is not None:
             self.on_record(unit, outcome.record)
         return True
@@ -227,8 +189,7 @@ class RayExecutor:
         record = {**error_record(unit.problem, unit.strategy, RuntimeError(error)),
                   **unit_fields(unit), "error": error}
         self.store.put(unit, record, status="error", error=error)
-        self.report.failed += 1
-        self.report.failures[unit.key] = error
+        self.report.count(unit.key, record, error)
 
     def _replace(self, replica: Replica, generation: int) -> None:
         """Swap a dead actor for a fresh one, once per death, within the restart limit."""
@@ -257,7 +218,7 @@ def run_sweep_ray(config: SweepConfig, *, store: ResultStore, address: str | Non
                   num_cpus: float = 1.0, num_gpus: float = 0.0,
                   resources: dict[str, float] | None = None,
                   on_record: OnRecord | None = None,
-                  on_start: Callable[[RayExecutor], None] | None = None) -> RaySweepReport:
+                  on_start: Callable[[RayExecutor], None] | None = None) -> SweepReport:
     """Run a sweep on Ray and write every unit's record into ``store`` exactly once.
 
     ``address`` is a Ray address (``ray://host:10001``, ``host:6379``, ``auto``); None starts a
@@ -270,7 +231,7 @@ def run_sweep_ray(config: SweepConfig, *, store: ResultStore, address: str | Non
     units = expand(config)
     done = store.done_keys()
     todo = [u for u in units if u.key not in done]
-    report = RaySweepReport(total=len(units), skipped=len(units) - len(todo))
+    report = SweepReport(total=len(units), skipped=len(units) - len(todo))
     if not todo:
         return report
     with ray_session(address, num_cpus=None) as ray:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from testtime.backends.base import Backend, make_backend
-
-if TYPE_CHECKING:
-    from testtime.eval.sweep import Unit
+from testtime.eval.sweep import run_unit
+from testtime.eval.units import Unit
 
 
 @dataclass(frozen=True)
@@ -50,8 +49,6 @@ class BackendReplica:
 
     async def run(self, unit: Unit) -> Outcome:
         """Run one unit on this replica's backend; exceptions come back as an error string."""
-        from testtime.eval.sweep import run_unit
-
         started = time.monotonic()
         try:
             record = await run_unit(unit, self.backend)

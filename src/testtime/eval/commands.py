@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,21 +13,37 @@ import typer
 from rich.markup import escape
 from typer.core import TyperCommand
 
+from testtime.cli_errors import USER_ERRORS, err, fail
+from testtime.eval.store import ResultStore
+from testtime.eval.sweep import SweepConfig, SweepReport, expand, load_config, run_sweep
 
-def sweep(
-    config: Annotated[Path, typer.Argument(help="sweep config (.yaml, .yml or .toml)")],
-    ray: Annotated[str | None, typer.Option(
-        "--ray", help="run on Ray; optional cluster ADDRESS ('local' starts one here)",
-        metavar="[ADDRESS]")] = None,
-    store: Annotated[Path | None, typer.Option(help="result store; default: the config's")]
-    = None,
-    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
-) -> None:
-    """Run a sweep (tasks × strategies × budgets × seeds × backends); resumes where it stopped."""
-    from testtime.cli import USER_ERRORS, err, fail
-    from testtime.eval.store import ResultStore
-    from testtime.eval.sweep import expand, load_config, run_sweep
+SWEEP_HELP = ("Run a sweep (tasks × strategies × budgets × seeds × backends); resumes where it "
+              "stopped.")
+RemoteSweep = Callable[[SweepConfig, ResultStore, str | None], SweepReport]
+"""Runs a sweep on a cluster at an address (None: a local one); given by a layer above."""
 
+
+def sweep_command(remote: RemoteSweep | None) -> Callable[..., None]:
+    """The ``sweep`` command; ``--ray`` runs it through ``remote`` (absent: not offered)."""
+
+    def sweep(
+        config: Annotated[Path, typer.Argument(help="sweep config (.yaml, .yml or .toml)")],
+        ray: Annotated[str | None, typer.Option(
+            "--ray", help="run on Ray; optional cluster ADDRESS ('local' starts one here)",
+            metavar="[ADDRESS]")] = None,
+        store: Annotated[Path | None, typer.Option(help="result store; default: the config's")]
+        = None,
+        quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    ) -> None:
+        """Run a sweep; its help is ``SWEEP_HELP``."""
+        run_sweep_command(config, ray, store, quiet, remote)
+
+    return sweep
+
+
+def run_sweep_command(config: Path, ray: str | None, store: Path | None, quiet: bool,
+                      remote: RemoteSweep | None) -> None:
+    """Run the sweep in ``config`` locally, or with ``ray`` set through ``remote``."""
     try:
         cfg = load_config(config)
         the_store = ResultStore(store or cfg.store)
@@ -34,10 +51,9 @@ def sweep(
         fail(str(exc))
     try:
         if ray is not None:
-            from testtime.distributed.ray_sweep import run_sweep_ray
-
-            address = None if ray == "local" else ray
-            report: Any = run_sweep_ray(cfg, store=the_store, address=address)
+            if remote is None:
+                fail("--ray needs the Ray executor (testtime.distributed)")
+            report = remote(cfg, the_store, None if ray == "local" else ray)
         else:
             err.print(f"{len(expand(cfg))} units in {config.name}; store {the_store.path}",
                       highlight=False)
@@ -49,7 +65,7 @@ def sweep(
         fail(str(exc))
     finally:
         the_store.close()
-    summary = report.as_dict() if hasattr(report, "as_dict") else dict(vars(report))
+    summary = report.as_dict()
     sys.stdout.write(json.dumps(summary) + "\n")
     if summary.get("errors"):
         err.print(f"[red]{summary['errors']} units failed[/]; first: "
@@ -63,9 +79,7 @@ def export_cmd(
     errors: Annotated[bool, typer.Option(help="include failed units")] = False,
 ) -> None:
     """Export a sweep's records, one row per (problem, configuration), to CSV or Parquet."""
-    from testtime.cli import USER_ERRORS, fail
     from testtime.eval.export import export
-    from testtime.eval.store import ResultStore
 
     try:
         with ResultStore(store, create=False) as s:
@@ -101,9 +115,7 @@ def report_cmd(
     title: Annotated[str | None, typer.Option(help="report title")] = None,
 ) -> None:
     """Write an HTML report, PNG figures, a markdown summary and per-problem CSV for a sweep."""
-    from testtime.cli import USER_ERRORS, fail
     from testtime.eval.report import build_report
-    from testtime.eval.store import ResultStore
     from testtime.strategies.adaptive import load_policy
 
     target = out or store.with_suffix("").with_name(store.stem + "-report")
@@ -150,9 +162,7 @@ def fit_policy_cmd(
 ) -> None:
     """Fit, per difficulty bin and budget, the best configuration of every strategy the sweep
     ran (sampling at each k, early-stop, beam, revision, ...); write policy JSON."""
-    from testtime.cli import USER_ERRORS, fail
     from testtime.eval.policy import PRIOR, fit_policy
-    from testtime.eval.store import ResultStore
 
     if statistic not in ("agreement", "score"):
         fail(f"--statistic must be agreement or score, not {statistic!r}")
@@ -184,9 +194,9 @@ def fit_policy_cmd(
     typer.echo(f"fitted on {len(policy.train)} problems, {len(policy.heldout)} held out → {out}")
 
 
-def register(app: typer.Typer) -> None:
-    """Add this layer's commands to app."""
-    app.command("sweep", cls=_OptionalRayAddress)(sweep)
+def register(app: typer.Typer, *, remote_sweep: RemoteSweep | None = None) -> None:
+    """Add this layer's commands to app; ``remote_sweep`` backs ``sweep --ray``."""
+    app.command("sweep", cls=_OptionalRayAddress, help=SWEEP_HELP)(sweep_command(remote_sweep))
     app.command("export")(export_cmd)
     app.command("report")(report_cmd)
     app.command("fit-policy")(fit_policy_cmd)

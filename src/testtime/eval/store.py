@@ -11,10 +11,9 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from testtime.eval.sweep import Unit
+from testtime.eval.units import Unit
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (

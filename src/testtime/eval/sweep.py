@@ -8,8 +8,6 @@ record as soon as it is done, so a killed sweep resumes losing only the units in
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import time
 import tomllib
 from collections.abc import Callable
@@ -23,10 +21,11 @@ from testtime.backends.base import Backend, make_backend
 from testtime.budget import Budget
 from testtime.eval.runner import error_record, record, solve
 from testtime.eval.store import ResultStore
+from testtime.eval.units import Unit, unit_fields, unit_key
 from testtime.strategies.base import make_strategy
 from testtime.tasks.base import make_task
 from testtime.types import Problem
-from testtime.verifiers.base import make_verifier
+from testtime.verifiers.make import make_verifier
 
 
 class ConfigError(ValueError):
@@ -110,27 +109,6 @@ def load_config(path: str | Path) -> SweepConfig:
     return config
 
 
-@dataclass(frozen=True)
-class Unit:
-    """One problem under one configuration: the smallest piece of a sweep."""
-
-    key: str
-    problem: Problem
-    strategy: str
-    budget: str | None
-    seed: int
-    backend: str
-    verifier: str | None
-    task: str = ""
-
-
-def unit_key(task: str, problem_id: str, strategy: str, budget: str | None, seed: int,
-             backend: str, verifier: str | None) -> str:
-    """A stable hash of everything that defines a unit."""
-    blob = json.dumps([task, problem_id, strategy, budget, seed, backend, verifier])
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-
 def expand(config: SweepConfig) -> list[Unit]:
     """All units of a sweep, grouped by backend, then problem (so prefix caches hit)."""
     problems: list[tuple[str, Problem]] = []
@@ -154,12 +132,6 @@ def expand(config: SweepConfig) -> list[Unit]:
     return units
 
 
-def unit_fields(unit: Unit) -> dict[str, Any]:
-    """The configuration columns every stored record carries."""
-    return {"key": unit.key, "task": unit.task, "budget": unit.budget, "seed": unit.seed,
-            "backend": unit.backend, "verifier": unit.verifier}
-
-
 async def run_unit(unit: Unit, backend: Backend) -> dict[str, Any]:
     """Solve one unit on ``backend`` and return its JSON-ready record."""
     strategy = make_strategy(unit.strategy)
@@ -171,20 +143,60 @@ async def run_unit(unit: Unit, backend: Backend) -> dict[str, Any]:
 
 @dataclass
 class SweepReport:
-    """What one sweep invocation did."""
+    """What one sweep invocation did, locally or on Ray: units run, written and failed.
+
+    ``failures`` maps each failed unit's key to its last error. On Ray, ``retries``,
+    ``actor_restarts`` and ``actors`` say how the cluster fared, and ``completed`` counts, per
+    unit key, the executions a replica finished and sent back, so a unit run twice shows even
+    though the store keeps one row per key.
+    """
 
     total: int
     skipped: int
     written: int = 0
-    errors: int = 0
+    failed: int = 0
     seconds: float = 0.0
     generated_tokens: int = 0
-    first_error: str | None = None
+    failures: dict[str, str] = field(default_factory=dict)
     per_backend: dict[str, int] = field(default_factory=dict)
+    retries: int = 0
+    actor_restarts: int = 0
+    actors: int = 0
+    completed: dict[str, int] = field(default_factory=dict)
+
+    def count(self, key: str, record: dict[str, Any], error: str | None = None) -> None:
+        """Count the unit ``key`` whose ``record`` the store took: written, or failed."""
+        if error is None:
+            self.written += 1
+            self.generated_tokens += int(record.get("usage", {}).get("generated_tokens", 0))
+        else:
+            self.failed += 1
+            self.failures[key] = error
+
+    @property
+    def first_error(self) -> str | None:
+        """The error of the first unit that failed, if any did."""
+        return next(iter(self.failures.values()), None)
+
+    @property
+    def ran_twice(self) -> list[str]:
+        """Unit keys whose work a replica completed more than once (none, in a sound run)."""
+        return [k for k, n in self.completed.items() if n > 1]
+
+    @property
+    def units_per_second(self) -> float:
+        """Units finished (ok or failed) per wall second of the run itself."""
+        done = self.written + self.failed
+        return done / self.seconds if self.seconds > 0 else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
-        return {k: v for k, v in self.__dict__.items()}
+        return {"total": self.total, "skipped": self.skipped, "written": self.written,
+                "errors": self.failed, "first_error": self.first_error,
+                "seconds": round(self.seconds, 3), "generated_tokens": self.generated_tokens,
+                "per_backend": self.per_backend, "retries": self.retries,
+                "actor_restarts": self.actor_restarts, "actors": self.actors,
+                "units_per_second": round(self.units_per_second, 4)}
 
 
 async def _run_backend(units: list[Unit], backend: Backend, store: ResultStore,
@@ -201,11 +213,7 @@ async def _run_backend(units: list[Unit], backend: Backend, store: ResultStore,
                 rec = {**error_record(unit.problem, unit.strategy, exc), **unit_fields(unit)}
                 status, error = "error", rec["error"]
         if store.put(unit, rec, status=status, error=error):
-            report.written += status == "ok"
-            report.errors += status != "ok"
-            report.generated_tokens += int(rec.get("usage", {}).get("generated_tokens", 0))
-            if error and report.first_error is None:
-                report.first_error = error
+            report.count(unit.key, rec, error)
         on_done(rec)
 
     await asyncio.gather(*(one(u) for u in units))

@@ -12,7 +12,7 @@ from starlette.background import BackgroundTask
 
 from testtime.budget import Budget
 from testtime.serve.errors import ApiError
-from testtime.serve.gateway import Gateway, request_fields, tighter
+from testtime.serve.gateway import Gateway, request_fields
 from testtime.serve.mapping import chat_problem, completion_problems, new_id
 from testtime.serve.protection import Caller, Lease
 from testtime.serve.responses import Kind, Reply
@@ -108,15 +108,14 @@ async def _serve(request: Request, body: ChatCompletionRequest | CompletionReque
         request.state.log["strategy"] = route.spec
         strategy = with_request_options(route.strategy, temperature=body.temperature,
                                         max_tokens=max_tokens,
-                                        policy=gw.router.policy if route.client else None,
+                                        rules=gw.router.client_rules if route.client else None,
                                         **body.sampling().chosen())
         seed = opts.seed if opts.seed is not None else (
             body.seed % 2**31 if body.seed is not None else None)
         job = gw.job(problems, body.n, strategy, route.public, opts.budget, seed, who,
                      request_id=str(getattr(request.state, "request_id", "-")),
-                     param=route.param)
-        if preset_budget:
-            job.budget = tighter(job.budget, Budget.parse(preset_budget))
+                     param=route.param,
+                     preset=Budget.parse(preset_budget) if preset_budget else None)
         job.request = request_fields(body, strategy, problems)
         try:
             slot = await gw.limiter.acquire()

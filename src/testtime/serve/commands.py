@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from testtime.cli_errors import USER_ERRORS, fail
+
 
 def register(app: typer.Typer) -> None:
     """Add this layer's commands to app."""
@@ -26,7 +28,6 @@ def register(app: typer.Typer) -> None:
         """Serve an OpenAI-compatible API that answers with test-time scaling strategies."""
         import uvicorn
 
-        from testtime.cli import USER_ERRORS, fail
         from testtime.serve.app import create_app
         from testtime.serve.config import load_config
 

@@ -19,7 +19,8 @@ from pydantic import (
 
 from testtime.budget import Budget
 from testtime.models import DEFAULT_MODEL
-from testtime.registry import Bound, ClientPolicy
+from testtime.registry import Bound, ClientRules
+from testtime.verifiers import verifiers
 
 ENV_PREFIX = "TESTTIME_SERVE_"
 KEYS_ENV = "TESTTIME_API_KEYS"
@@ -30,7 +31,7 @@ class ConfigError(ValueError):
 
 
 class KeyConfig(BaseModel):
-    """One API key's policy: a display name, a lifetime token cap and rate limits."""
+    """One API key's limits: a display name, a lifetime token cap and rate limits."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -148,8 +149,6 @@ class ServeConfig(BaseModel):
     @field_validator("allowed_verifiers")
     @classmethod
     def _verifiers_exist(cls, value: list[str]) -> list[str]:
-        from testtime.verifiers import verifiers
-
         unknown = sorted(set(value) - set(verifiers.names()))
         if unknown:
             raise ValueError(f"unknown verifier(s) {', '.join(unknown)}; known: "
@@ -175,14 +174,14 @@ class ServeConfig(BaseModel):
         return Budget.parse(self.request_budget)
 
     def keys(self) -> dict[str, KeyConfig]:
-        """Each key's policy: its own settings, the rest from ``key_defaults``."""
+        """Each key's limits: its own settings, the rest from ``key_defaults``."""
         defaults = self.key_defaults.model_dump(exclude={"name"})
         return {key: KeyConfig.model_validate({**defaults, **cfg.model_dump(
                     exclude_unset=True)}) for key, cfg in self.api_keys.items()}
 
-    def client_policy(self) -> ClientPolicy:
+    def client_rules(self) -> ClientRules:
         """What specs that arrive in requests may choose (the spec parser's client mode)."""
-        return ClientPolicy(
+        return ClientRules(
             allowed={"strategy": self.allowed_strategies, "verifier": self.allowed_verifiers},
             limits={k: v.bound() for k, v in self.client_limits.items()})
 

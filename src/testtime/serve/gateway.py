@@ -139,16 +139,6 @@ def request_fields(body: Any, strategy: Any, problems: list[Problem]) -> dict[st
     return out
 
 
-def tighter(a: Budget, b: Budget) -> Budget:
-    """The budget allowing only what both allow."""
-    values: dict[str, Any] = {}
-    for name in Budget.model_fields:
-        given = [v for v in (getattr(a, name), getattr(b, name)) if v is not None]
-        if given:
-            values[name] = min(given)
-    return Budget(**values)
-
-
 @dataclass
 class Job:
     """One request's work: problems × n choices of one strategy, under one budget per choice."""
@@ -211,21 +201,22 @@ class Gateway:
 
     def job(self, problems: list[Problem], n: int, strategy: Any, spec: str,
             client_budget: str | None, seed: int | None, caller: Caller,
-            request_id: str = "-", param: str = "model") -> Job:
-        """A Job whose per-choice budget is the tightest of server, client and key limits."""
+            request_id: str = "-", param: str = "model", preset: Budget | None = None) -> Job:
+        """A Job whose per-choice budget combines the server's cap, the ``preset`` of the
+        request's reasoning effort, the request's own budget and the key's remaining share."""
         if len(problems) * n > self.config.max_choices:
             raise ApiError(400, f"{len(problems)} prompt(s) × n={n} exceeds this server's "
                            f"limit of {self.config.max_choices} choices", "invalid_request", "n")
         check_fits(strategy, problems, param)
-        budget = self.config.budget()
-        if client_budget:
-            budget = tighter(budget, client_budget_of(client_budget))
+        asked = client_budget_of(client_budget) if client_budget else None
+        key_share = None
         if caller.remaining is not None:
             share = max(caller.remaining // (len(problems) * n), 1)
             prompt = max(prompt_estimate(p.prompt()) for p in problems)
             if share <= prompt:
                 self.guard.refuse_short(caller, prompt * len(problems) * n)
-            budget = tighter(budget, Budget(total_tokens=share))
+            key_share = Budget(total_tokens=share)
+        budget = Budget.combine(self.config.budget(), preset, asked, key_share)
         return Job(problems, n, strategy, spec, budget, seed, caller, request_id, param)
 
     def context(self, job: Job, index: int) -> Context:

@@ -10,7 +10,7 @@ Model names the gateway understands:
   the request's ``reasoning_effort`` (low, medium, high).
 
 The operator's specs (default strategy, aliases) have full power; every other spec came from
-the request and is built in the spec parser's client mode (:class:`ClientPolicy`).
+the request and is built in the spec parser's client mode (:class:`ClientRules`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 from testtime.registry import (
     CLIENT,
-    ClientPolicy,
+    ClientRules,
     SpecError,
     SpecForbidden,
     build,
@@ -40,6 +40,7 @@ from testtime.strategies.adaptive import (
     read_policy,
     shipped_policies,
 )
+from testtime.strategies.base import StrategySettings
 
 KEPT_STRATEGIES = 256
 
@@ -49,7 +50,7 @@ class Route:
     """The strategy chosen for one request and the spec it was built from."""
 
     spec: str
-    strategy: Any
+    strategy: StrategySettings
     param: str = "model"
     client: bool = False
 
@@ -65,8 +66,8 @@ class Router:
     def __init__(self, config: ServeConfig, upstream_model: str) -> None:
         self.config = config
         self.upstream_model = upstream_model
-        self.policy: ClientPolicy = config.client_policy()
-        self._cache: OrderedDict[tuple[str, bool], Any] = OrderedDict()
+        self.client_rules: ClientRules = config.client_rules()
+        self._cache: OrderedDict[tuple[str, bool], StrategySettings] = OrderedDict()
         self.created = int(time.time())
         self.auto: str | None = None
         self.auto_budgets: dict[str, float] = {}
@@ -162,7 +163,7 @@ class Router:
         raise ApiError(404, f"model {model!r} does not exist; GET /v1/models lists the served "
                        "models and strategies", "model_not_found", "model")
 
-    def _build(self, spec: str, param: str, *, client: bool) -> Any:
+    def _build(self, spec: str, param: str, *, client: bool) -> StrategySettings:
         key = (spec, client)
         if key in self._cache:
             self._cache.move_to_end(key)
@@ -173,7 +174,7 @@ class Router:
             if allowed is not None and name not in allowed:
                 raise SpecError(f"strategy {name!r} is not enabled on this server; enabled: "
                                 f"{', '.join(allowed) or 'none'}")
-            strategy = build(strategies, spec, client=self.policy if client else None)
+            strategy = build(strategies, spec, client=self.client_rules if client else None)
         except SpecForbidden as exc:
             raise ApiError(400, str(exc), exc.code, param) from None
         except SpecError as exc:
@@ -208,12 +209,12 @@ def client_can_name(name: str) -> bool:
     return all(field_trust(f) is CLIENT for f in fields.values() if f.is_required())
 
 
-def with_request_options(strategy: Any, *, policy: ClientPolicy | None = None,
-                         **options: float | None) -> Any:
+def with_request_options(strategy: StrategySettings, *, rules: ClientRules | None = None,
+                         **options: float | None) -> StrategySettings:
     """A fresh copy of ``strategy`` using the request's options (temperature, max_tokens,
     sampler settings) where the request sets them and the strategy has them.
 
-    These are client-set values, so the operator's ``client_limits`` (``policy``) bound them.
+    These are client-set values, so the operator's ``client_limits`` (``rules``) bound them.
     The copy is the request's own (its verifier and that verifier's score cache too), so
     nothing a request leaves behind outlives it.
     """
@@ -222,8 +223,8 @@ def with_request_options(strategy: Any, *, policy: ClientPolicy | None = None,
     name = getattr(strategy, "registered_name", type(strategy).__name__)
     for key, value in update.items():
         try:
-            if policy is not None:
-                policy.check_bound("strategy", name, key, value)
+            if rules is not None:
+                rules.check_bound("strategy", name, key, value)
         except SpecForbidden as exc:
             raise ApiError(400, str(exc), exc.code, key) from None
     try:

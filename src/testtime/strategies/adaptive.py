@@ -29,8 +29,8 @@ from testtime.registry import SpecError, split_spec
 from testtime.strategies.base import Context, StrategySettings, make_strategy, strategies
 from testtime.strategies.voting import vote
 from testtime.types import Candidate, Problem, Result
-from testtime.verifiers.base import make_verifier
 from testtime.verifiers.confidence import ConfidenceVerifier
+from testtime.verifiers.make import make_verifier
 
 Statistic = Literal["agreement", "score"]
 Unit = Literal["tokens", "flops", "seconds"]

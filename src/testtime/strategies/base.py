@@ -33,7 +33,8 @@ from testtime.types import (
     Sampling,
     Score,
 )
-from testtime.verifiers.base import Verifier, VerifyContext, make_verifier
+from testtime.verifiers.base import Verifier, VerifyContext
+from testtime.verifiers.make import make_verifier
 
 
 def derive_seed(*parts: object) -> int:

@@ -1,12 +1,13 @@
 """Verifiers: one file per kind behind one async protocol."""
 
-from testtime.verifiers.base import Verifier, VerifyContext, make_verifier, verifiers
+from testtime.verifiers.base import Verifier, VerifyContext, verifiers
 from testtime.verifiers.cache import CachedVerifier
 from testtime.verifiers.combo import ComboVerifier
 from testtime.verifiers.confidence import ConfidenceVerifier
 from testtime.verifiers.generated_tests import GeneratedTestsVerifier
 from testtime.verifiers.judge import JudgeVerifier
 from testtime.verifiers.judge_select import JudgeSelectVerifier
+from testtime.verifiers.make import make_verifier
 from testtime.verifiers.orm import ORMVerifier
 from testtime.verifiers.prm import PRMVerifier
 from testtime.verifiers.reference import ReferenceVerifier

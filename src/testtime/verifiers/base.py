@@ -6,13 +6,14 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, cast, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
 from testtime.backends.base import Backend
 from testtime.budget import CostModel, Ledger
-from testtime.registry import Registry, build
+from testtime.metered import metered_generate
+from testtime.registry import Registry
 from testtime.types import Candidate, Generation, GenerationRequest, Problem, Score
 
 
@@ -42,8 +43,6 @@ class VerifyContext:
 
         Returns an empty Generation when the budget cannot afford even a shrunk call.
         """
-        from testtime.metered import metered_generate
-
         return await metered_generate(self.ledger, backend, req, verifier=True)
 
     @contextmanager
@@ -100,18 +99,3 @@ class VerifierSettings(BaseModel):
 
 
 verifiers: Registry[Any] = Registry("verifier")
-
-
-def make_verifier(spec: str, *, cache: bool = True) -> Verifier:
-    """Build a verifier from a spec such as ``confidence`` or ``[judge:k=3]``.
-
-    The verifier is wrapped in a score cache (one per built verifier, i.e. per run), so the
-    same candidate of the same problem is never scored twice.
-    """
-    from testtime.verifiers.cache import CachedVerifier
-
-    spec = spec.strip()
-    if len(spec) >= 2 and spec[0] + spec[-1] == "[]":
-        spec = spec[1:-1].strip()
-    verifier: Verifier = build(verifiers, spec)
-    return cast(Verifier, CachedVerifier(verifier, spec)) if cache else verifier

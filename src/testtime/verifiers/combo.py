@@ -11,6 +11,7 @@ from pydantic import Field, PrivateAttr
 from testtime.registry import SpecError
 from testtime.types import Candidate, Problem, Score
 from testtime.verifiers.base import Verifier, VerifierSettings, VerifyContext, verifiers
+from testtime.verifiers.make import make_verifier
 
 
 def _split_bars(text: str) -> list[str]:
@@ -62,8 +63,6 @@ class ComboVerifier(VerifierSettings):
 
     def model_post_init(self, __context: Any) -> None:
         """Parse and build the parts (raises SpecError on a bad part)."""
-        from testtime.verifiers.base import make_verifier
-
         self._built = [(w, make_verifier(spec)) for w, spec in parse_parts(self.parts)]
 
     @property

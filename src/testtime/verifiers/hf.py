@@ -7,7 +7,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from testtime.budget import forward_flops
+from testtime.verifiers.base import VerifyContext
+
 _LOCK = threading.Lock()
+_RUN = threading.Lock()
 _LOADED: dict[tuple[str, str, str, str, bool], tuple[Any, Any]] = {}
 
 
@@ -69,6 +73,14 @@ def logits_of(model: Any, encoded: Any) -> Any:
     return logits[0].float().cpu()
 
 
+def billed_logits(model: Any, encoded: Any, ctx: VerifyContext | None = None) -> Any:
+    """``logits_of`` as one forward pass planned and billed to ``ctx``; one pass runs at a time
+    in this process, whichever reward model it is."""
+    tokens = int(encoded["input_ids"].shape[-1])
+    with (ctx or VerifyContext()).forward(tokens, forward_cost(model, tokens)), _RUN:
+        return logits_of(model, encoded)
+
+
 async def off_loop(fn: Any, *args: Any) -> Any:
     """Run blocking model code in a worker thread."""
     return await asyncio.to_thread(fn, *args)
@@ -80,8 +92,6 @@ def forward_cost(model: Any, tokens: int) -> float | None:
     From the model's own parameter count (embeddings left out: a lookup, not a matmul) and
     its config's layers and width; None when the model cannot say.
     """
-    from testtime.budget import forward_flops
-
     try:
         params = float(model.num_parameters(exclude_embeddings=True))
     except (AttributeError, TypeError):

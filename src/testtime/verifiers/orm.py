@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Annotated
 
@@ -13,14 +12,11 @@ from testtime.registry import OPERATOR
 from testtime.types import Candidate, Problem, Score
 from testtime.verifiers.base import VerifierSettings, VerifyContext, verifiers
 from testtime.verifiers.hf import (
-    forward_cost,
+    billed_logits,
     load,
-    logits_of,
     off_loop,
     torch_and_transformers,
 )
-
-_RUN = threading.Lock()
 
 
 @verifiers.register("orm")
@@ -62,9 +58,7 @@ class ORMVerifier(VerifierSettings):
             enc = tokenizer(text, return_tensors="pt", add_special_tokens=False)
         else:
             enc = tokenizer(f"{question}\n\n{solution}", return_tensors="pt")
-        tokens = int(enc["input_ids"].shape[-1])
-        with (ctx or VerifyContext()).forward(tokens, forward_cost(model, tokens)), _RUN:
-            logits = logits_of(model, enc).reshape(-1)
+        logits = billed_logits(model, enc, ctx).reshape(-1)
         if logits.numel() == 1:
             value = float(torch.sigmoid(logits[0]))
             return Score(value=value, detail=f"reward logit {float(logits[0]):.3f}")

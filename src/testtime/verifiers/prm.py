@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
@@ -15,16 +14,13 @@ from testtime.types import Candidate, Problem, Score
 from testtime.verifiers.base import VerifierSettings, VerifyContext, verifiers
 from testtime.verifiers.hf import (
     RewardModelError,
-    forward_cost,
+    billed_logits,
     load,
-    logits_of,
     off_loop,
     torch_and_transformers,
 )
 from testtime.verifiers.prm_formats import PRMFormat, get_format, steps_of
 from testtime.verifiers.steps import aggregate
-
-_RUN = threading.Lock()
 
 
 @verifiers.register("prm")
@@ -83,9 +79,7 @@ class PRMVerifier(VerifierSettings):
                         add_special_tokens=not fmt.chat)
         offsets = enc.pop("offset_mapping")[0].tolist()
         positions = [_token_ending(offsets, e) for e in ends]
-        tokens = int(enc["input_ids"].shape[-1])
-        with (ctx or VerifyContext()).forward(tokens, forward_cost(model, tokens)), _RUN:
-            logits = logits_of(model, enc)
+        logits = billed_logits(model, enc, ctx)
         rows = logits[positions]
         if fmt.head == "classes":
             probs = torch.softmax(rows, dim=-1)[:, fmt.positive]
