@@ -40,7 +40,7 @@ from testtime.eval.policy import (
 from testtime.eval.report import build_report, describe_bins
 from testtime.eval.store import ResultStore
 from testtime.eval.sweep import load_config, run_sweep
-from testtime.strategies.adaptive import Choice, Policy, distinct_labels, draw_spec
+from testtime.policy import Choice, Policy, distinct_labels, draw_spec
 
 SHARES = np.geomspace(1 / 64, 1.0, 40)
 

@@ -104,7 +104,7 @@ def report_cmd(
     from testtime.cli import USER_ERRORS, fail
     from testtime.eval.report import build_report
     from testtime.eval.store import ResultStore
-    from testtime.strategies.adaptive import load_policy
+    from testtime.policy import load_policy
 
     target = out or store.with_suffix("").with_name(store.stem + "-report")
     try:

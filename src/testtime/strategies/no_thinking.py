@@ -14,10 +14,11 @@ agree is a cheap probe of how hard a question is (the compute-optimal policy use
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from testtime.policy.pools import Pool
 from testtime.strategies.aggregate import aggregated_result
 from testtime.strategies.base import Context, StrategySettings, strategies
 from testtime.types import Problem, Prompt, Result
@@ -32,6 +33,8 @@ class NoThinking(StrategySettings):
     ``style=plain`` starts the reply with ``answer_cue`` and stops at the end of its line;
     ``style=tags`` closes an empty ``<think>`` block (reasoning models) and lets the model
     write its answer."""
+
+    pool: ClassVar[Pool | None] = Pool("no-thinking", drawn_by="no-thinking")
 
     n: int = Field(default=8, ge=1, le=4096, description="answers sampled")
     style: Literal["plain", "tags"] = "plain"
