@@ -91,6 +91,19 @@ class Registry(Generic[T]):
         """Registered names, sorted."""
         return sorted(self._items)
 
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (a strategy a test registered for itself)."""
+        self._items.pop(name, None)
+
+    @staticmethod
+    def of(kind: str) -> Registry[Any]:
+        """The registry of ``kind`` (``strategy``, ``verifier``), looked up when used, so a
+        lower layer can build what a higher one registers without importing it."""
+        try:
+            return _REGISTRIES[kind]
+        except KeyError:
+            raise SpecError(f"no registry of {kind!r}") from None
+
 
 def split_spec(spec: str, positional: str | None = None) -> tuple[str, dict[str, str]]:
     """Split ``name:key=value,key=value`` into the name and raw string options.

@@ -16,8 +16,8 @@ from testtime.eval.policy import fit_policy, simulate
 from testtime.eval.report import build_report
 from testtime.eval.runner import solve
 from testtime.eval.store import ResultStore
+from testtime.policy import Choice, Policy, PolicyError, load_policy
 from testtime.strategies import make_strategy
-from testtime.strategies.adaptive import Choice, Policy, PolicyError, load_policy
 from testtime.types import Problem
 
 runner = CliRunner()
@@ -279,7 +279,7 @@ def test_a_probe_that_is_not_a_sampling_pool_is_refused() -> None:
 
 
 def test_specs_that_sample_alike_share_one_draw_spec() -> None:
-    from testtime.strategies.adaptive import draw_spec
+    from testtime.policy import draw_spec
 
     pool = draw_spec("weighted-vote:n=16,max_tokens=192,verifier=confidence")
     assert pool == draw_spec("self-consistency:n=4,temperature=0.8,max_tokens=192")

@@ -16,8 +16,8 @@ import pytest
 
 from testtime.eval.difficulty import split
 from testtime.eval.policy import fit_policy, instances, outcome, simulate, unit_cost
+from testtime.policy import draw_spec
 from testtime.strategies import make_strategy
-from testtime.strategies.adaptive import draw_spec
 
 POOL = "weighted-vote:n=8,verifier=confidence"
 BEAM = "beam:n=4,width=2,verifier=confidence"

@@ -9,8 +9,8 @@ from testtime.backends.scripted import ScriptedBackend
 from testtime.eval.curves import Pool
 from testtime.eval.replay import ReplayBackend
 from testtime.eval.stopping import early_stop_choices, pool_orders, replay_early_stop, replays
+from testtime.policy import Choice
 from testtime.strategies import make_strategy
-from testtime.strategies.adaptive import Choice
 from testtime.strategies.base import Context
 from testtime.types import GenerationRequest, Problem
 

@@ -12,9 +12,9 @@ import pytest
 
 from testtime.backends.base import Backend
 from testtime.backends.scripted import ScriptedBackend
+from testtime.policy import Choice, Policy
 from testtime.serve.app import create_app
 from testtime.serve.config import ConfigError, ServeConfig
-from testtime.strategies.adaptive import Choice, Policy
 
 
 def policy_file(path: Path, hard: str = "weighted-vote:n=8", *, max_tokens: int = 8,
@@ -116,10 +116,10 @@ def test_bad_or_disallowed_policies_fail_at_startup(tmp_path: Path) -> None:
 
 
 def test_shipped_policy_serves_auto_unless_adaptive_is_disallowed(serve: Any) -> None:
-    from testtime.strategies.adaptive import shipped_policies
+    from testtime.policy import shipped_policies
 
     assert "qwen2.5-coder-0.5b" in shipped_policies()
-    from testtime.strategies.adaptive import load_policy
+    from testtime.policy import load_policy
 
     shipped = load_policy("qwen2.5-coder-0.5b")
     with serve(scripted(), model_name="qwen2.5-coder-0.5b") as gw:

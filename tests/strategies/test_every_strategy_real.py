@@ -61,7 +61,7 @@ async def test_strategy_on_smollm(name: str, smollm: EmbeddedBackend, tmp_path: 
         "budgets": {"64": [{"family": "majority", "k": 2}, {"family": "weighted", "k": 3}]}}))
     strategy = make_strategy(SPECS[name].format(policy=policy))
     before = engine_count(smollm)
-    ctx = Context(backend=smollm, verifier=make_verifier(JUDGE), seed=3, strategy=name)
+    ctx = Context(backend=smollm, verifier=make_verifier(JUDGE), seed=3, spec=name)
     result = await strategy.run(PROBLEM, ctx)
     u = result.usage
     engine_generated = engine_count(smollm) - before
@@ -85,7 +85,7 @@ async def test_the_shipped_policy_answers_when_no_thinking_answers_agree_and_thi
     sum they agree, and no-thinking@2 answers from the probe itself: one call, a few tokens.
     On a two-step question they differ, and it thinks: a greedy chain of thought, which
     cannot reuse the prefilled probe. Usage equals llama.cpp's own count."""
-    from testtime.strategies.adaptive import load_policy
+    from testtime.policy import load_policy
 
     shipped = load_policy("qwen2.5-coder-0.5b")
     low = shipped.levels()["low"]

@@ -9,7 +9,7 @@ from verifier_helpers import PROBLEM, cand
 
 from testtime.backends.scripted import ScriptedBackend
 from testtime.registry import SpecError
-from testtime.strategies.base import Context, make_strategy
+from testtime.strategies.base import make_strategy, open_context
 from testtime.types import Problem, Prompt
 from testtime.verifiers import CachedVerifier, VerifyContext, make_verifier
 from testtime.verifiers.combo import parse_parts
@@ -79,7 +79,7 @@ async def test_strategy_builds_its_verifier_once_per_run_so_the_cache_spans_prob
 
     backend = ScriptedBackend(responder=respond)
     strategy = make_strategy("best-of-n:n=4,verifier=[judge:mode=sample,k=1]")
-    await strategy.run(PROBLEM, Context(backend=backend))
-    await strategy.run(PROBLEM, Context(backend=backend))
+    await strategy.run(PROBLEM, open_context(strategy, backend))
+    await strategy.run(PROBLEM, open_context(strategy, backend))
     assert len(judge_calls) == 1
-    assert strategy.make_verifier(None) is strategy.make_verifier(None)
+    assert strategy.own_verifier is strategy.own_verifier

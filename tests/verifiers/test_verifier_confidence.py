@@ -10,7 +10,7 @@ from verifier_helpers import PROBLEM, cand
 from testtime.backends.scripted import ScriptedBackend
 from testtime.confidence import window_means
 from testtime.registry import SpecError
-from testtime.strategies.base import Context, make_strategy
+from testtime.strategies.base import Context, make_strategy, open_context
 from testtime.verifiers import VerifyContext, make_verifier
 
 LPS = (-0.1, -0.1, -2.0, -2.0, -0.1, -0.3)
@@ -74,8 +74,8 @@ async def test_weighted_vote_with_rpc_lets_probability_beat_repetition() -> None
     backend = ScriptedBackend.cycle(
         texts, logprob=lambda t: probs["42" if "42" in t else "7"])
     plain = await make_strategy("self-consistency:n=5").run(PROBLEM, Context(backend=backend))
-    rpc = await make_strategy("weighted-vote:n=5,verifier=rpc").run(
-        PROBLEM, Context(backend=backend))
+    weighted = make_strategy("weighted-vote:n=5,verifier=rpc")
+    rpc = await weighted.run(PROBLEM, open_context(weighted, backend))
     assert plain.answer == "7"
     assert rpc.answer == "42"
     assert backend.requests[-1].logprobs

@@ -11,7 +11,7 @@ from verifier_helpers import PROBLEM, cand
 from testtime.backends.scripted import ScriptedBackend
 from testtime.budget import Ledger
 from testtime.registry import SpecError
-from testtime.strategies.base import Context, make_strategy
+from testtime.strategies.base import make_strategy, open_context
 from testtime.types import GenerationRequest, Prompt
 from testtime.verifiers import VerifyContext, make_verifier
 from testtime.verifiers.verdicts import JudgeError, shared_backend
@@ -107,7 +107,7 @@ async def test_best_of_n_with_judge_picks_the_judged_answer() -> None:
 
     backend = ScriptedBackend(responder=respond, top_logprobs=_judge_tops)
     strategy = make_strategy("best-of-n:n=3,verifier=judge")
-    result = await strategy.run(PROBLEM, Context(backend=backend))
+    result = await strategy.run(PROBLEM, open_context(strategy, backend))
     assert result.answer == "42"
     assert result.usage.verifier_calls == 3 and result.usage.calls == 1
 

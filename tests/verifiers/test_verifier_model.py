@@ -7,7 +7,7 @@ from verifier_helpers import cand
 
 from testtime.backends.embedded import EmbeddedBackend
 from testtime.budget import Ledger
-from testtime.strategies.base import Context, make_strategy
+from testtime.strategies.base import make_strategy, open_context
 from testtime.types import Candidate, GenerationRequest, Problem, Prompt
 from testtime.verifiers import VerifyContext, make_verifier
 
@@ -69,7 +69,8 @@ async def test_judge_select_gives_a_distribution(smollm: EmbeddedBackend) -> Non
 async def test_best_of_n_with_confidence_and_judge_combo(smollm: EmbeddedBackend) -> None:
     spec = ("best-of-n:n=3,max_tokens=40,verifier=[combo:parts="
             "[0.5*[confidence:mode=lowest-window,window=8]|0.5*judge]]")
-    result = await make_strategy(spec).run(PROBLEM, Context(backend=smollm, seed=1))
+    strategy = make_strategy(spec)
+    result = await strategy.run(PROBLEM, open_context(strategy, smollm, seed=1))
     assert len(result.candidates) == 3
     assert all(c.score is not None and 0.0 <= c.score.value <= 1.0 for c in result.candidates)
     assert all(c.completion.logprobs for c in result.candidates)

@@ -116,7 +116,7 @@ def report_cmd(
 ) -> None:
     """Write an HTML report, PNG figures, a markdown summary and per-problem CSV for a sweep."""
     from testtime.eval.report import build_report
-    from testtime.strategies.adaptive import load_policy
+    from testtime.policy import load_policy
 
     target = out or store.with_suffix("").with_name(store.stem + "-report")
     try:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from testtime.eval.curves import SAMPLING, problem_key, strategy_name
-from testtime.strategies.adaptive import agreement, mean_score
+from testtime.policy import agreement, mean_score
 
 
 def pass_rates(records: Sequence[dict[str, Any]]) -> dict[str, float]:

@@ -34,14 +34,15 @@ from testtime.eval.curves import (
 )
 from testtime.eval.difficulty import fit_edges, probe_statistic, split
 from testtime.eval.stopping import early_stop_choices, replay_early_stop, replays
-from testtime.strategies.adaptive import (
-    POOLED,
+from testtime.policy import (
+    POLICY_STRATEGY,
     Choice,
     Policy,
     Statistic,
     Unit,
     distinct_labels,
     draw_spec,
+    pooled_families,
     probe_draw,
     sampling_spec,
 )
@@ -181,9 +182,10 @@ def available(inst: Instance, choice: Choice) -> bool:
 def other_runs(records: Sequence[dict[str, Any]]) -> dict[tuple[str, Any], dict[str, Any]]:
     """Per (problem, seed), the records of strategies that do not pool (nor adaptive)."""
     out: dict[tuple[str, Any], dict[str, Any]] = {}
+    pooled = pooled_families()
     for rec in records:
         name = strategy_name(rec["strategy"])
-        if name in POOLED or name == "adaptive" or rec.get("error"):
+        if name in pooled or name == POLICY_STRATEGY or rec.get("error"):
             continue
         out.setdefault((problem_key(rec), rec.get("seed")), {})[rec["strategy"]] = rec
     return out
@@ -255,7 +257,7 @@ def choices(insts: Sequence[Instance], probe_k: int) -> list[Choice]:
         drawn = [i.pools[draw] for i in insts]
         n = min(d.n for d in drawn)
         source = drawn[0].record["strategy"]
-        family = POOLED[strategy_name(source)]
+        family = pooled_families()[strategy_name(source)]
         scored = all(d.pool.scored for d in drawn)
         fams: tuple[str, ...] = (family,) if family == "no-thinking" else (
             ("majority", "weighted", "best-of") if scored else ("majority",))

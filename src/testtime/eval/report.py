@@ -14,7 +14,7 @@ from testtime.eval.difficulty import pass_rates, quantile_bins
 from testtime.eval.plots import accuracy_figure, difficulty_figure
 from testtime.eval.policy import fit_policy, simulate
 from testtime.eval.stats import METRICS, ConfigStats, summarise_points
-from testtime.strategies.adaptive import Policy
+from testtime.policy import Policy
 
 
 def _ci(s: ConfigStats, m: str, fmt: str = "{:.3f}") -> str:

@@ -14,8 +14,8 @@ from testtime.backends.base import Backend
 from testtime.budget import Budget
 from testtime.eval.grading import gradable, grade
 from testtime.eval.metrics import mean, pass_at_k
-from testtime.strategies.base import Context, Strategy, derive_seed
-from testtime.types import Problem, Result, Sampling, Usage
+from testtime.strategies.base import Strategy, derive_seed, open_context
+from testtime.types import Problem, Result, Usage
 from testtime.verifiers.base import Verifier
 
 
@@ -133,9 +133,8 @@ async def solve(problem: Problem, strategy: Strategy, backend: Backend, *,
                 verifier: Verifier | None = None, budget: Budget | None = None, seed: int = 0,
                 spec: str = "") -> Result:
     """Run a strategy on one problem with a fresh Context."""
-    ctx = Context(backend=backend, verifier=verifier, budget=budget or Budget(),
-                  seed=problem_seed(seed, problem.id), strategy=spec,
-                  sampling=Sampling.of(strategy))
+    ctx = open_context(strategy, backend, spec=spec, verifier=verifier, budget=budget,
+                       seed=problem_seed(seed, problem.id))
     return await strategy.run(problem, ctx)
 
 

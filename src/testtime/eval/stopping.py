@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 
 from testtime.eval.curves import Pool
-from testtime.strategies.adaptive import Choice, sampler_options
+from testtime.policy import Choice, sampler_options
 from testtime.strategies.base import StrategySettings, make_strategy
 from testtime.strategies.early_stop import EarlyStop, leader_probability
 

@@ -140,7 +140,7 @@ async def _serve(request: Request, body: ChatCompletionRequest | CompletionReque
 
     try:
         if body.stream and gw.can_stream_tokens(job):
-            pieces = gw.stream_single(job)
+            pieces = gw.stream(job)
             first = await anext(pieces)
             events = token_events(reply, first, pieces, include_usage,
                                   lambda r: done([r]), lease.release)

@@ -10,6 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from testtime.backends.base import Backend, BackendError, make_backend
+from testtime.policy import PolicyError
 from testtime.serve import logs
 from testtime.serve.api import router
 from testtime.serve.config import ConfigError, ServeConfig
@@ -17,7 +18,6 @@ from testtime.serve.errors import ApiError, install_handlers
 from testtime.serve.gateway import Gateway
 from testtime.serve.middleware import GatewayMiddleware
 from testtime.serve.routing import Router
-from testtime.strategies.adaptive import PolicyError
 
 log = logging.getLogger("testtime.serve")
 

@@ -13,33 +13,24 @@ import math
 import secrets
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from testtime.backends.base import Backend, BackendError, UnsupportedRequest
 from testtime.budget import Budget
 from testtime.code.problems import CodeProblemError
-from testtime.metered import metered_stream, prompt_estimate
+from testtime.metered import prompt_estimate
+from testtime.policy import PolicyError
 from testtime.registry import SpecError
 from testtime.serve.config import ServeConfig
 from testtime.serve.errors import ApiError
 from testtime.serve.metrics import Metrics
 from testtime.serve.protection import Caller, KeyGuard, Limiter
 from testtime.serve.routing import Router
-from testtime.strategies.adaptive import PolicyError, load_policy
-from testtime.strategies.base import Context
-from testtime.strategies.single import Single
+from testtime.strategies.base import Context, StrategySettings, open_context, strategies
 from testtime.strategies.voting import tally
-from testtime.types import (
-    Candidate,
-    Generation,
-    GenerationRequest,
-    Problem,
-    Result,
-    Sampling,
-    Usage,
-)
+from testtime.types import Candidate, Problem, Result, Usage
 from testtime.verifiers.base import UnfitProblem
 from testtime.verifiers.verdicts import JudgeError
 
@@ -60,10 +51,9 @@ def client_budget_of(text: str) -> Budget:
     return budget
 
 
-def check_fits(strategy: Any, problems: list[Problem], param: str = "model") -> None:
+def check_fits(strategy: StrategySettings, problems: list[Problem], param: str = "model") -> None:
     """Refuse (400) a strategy whose own verifier cannot score these problems."""
-    own = getattr(strategy, "make_verifier", None)
-    verifier = own(None) if callable(own) else None
+    verifier = strategy.own_verifier
     if verifier is None:
         return
     name = getattr(verifier, "spec", type(verifier).__name__)
@@ -76,35 +66,17 @@ def check_fits(strategy: Any, problems: list[Problem], param: str = "model") -> 
                        "this request is free text", "invalid_strategy", param)
 
 
-WHOLE_ANSWERS = frozenset({"single", "self-consistency", "weighted-vote", "best-of-n",
-                           "early-stop", "first-finish", "short-m", "multi-temperature",
-                           "adaptive"})
-"""Strategies whose every sample is a whole reply to the conversation (not a step of one), so
-stop strings, logprobs, tools and response formats mean what the client meant."""
-WHOLE_ANSWER_FIELDS = ("stop", "logprobs", "top_logprobs", "tools", "response_format")
+WHOLE_REPLY_FIELDS = ("stop", "logprobs", "top_logprobs", "tools", "response_format")
+"""Request fields that mean what the client meant only where every sample is a whole reply."""
 
 
-def whole_answers(strategy: Any) -> bool:
-    """Whether every sample ``strategy`` takes is a whole reply (for ``adaptive``: its probe
-    and whatever its policy may choose)."""
-    name = getattr(strategy, "registered_name", "")
-    if name == "adaptive":
-        try:
-            policy = load_policy(strategy.policy)
-        except PolicyError:
-            return False  # running it reports the policy error (a 400)
-        names = [policy.prober().registered_name,
-                 *(c.name for row in policy.budgets.values() for c in row)]
-        return all(name in WHOLE_ANSWERS for name in names)
-    return name in WHOLE_ANSWERS
-
-
-def request_fields(body: Any, strategy: Any, problems: list[Problem]) -> dict[str, Any]:
+def request_fields(body: Any, strategy: StrategySettings,
+                   problems: list[Problem]) -> dict[str, Any]:
     """The request's sampling options for every generation (``Context.request``).
 
     Refuses (400 naming the field) an OpenAI field testtime does not honour, and a field the
     chosen strategy cannot honour: stop strings, logprobs, tools and response formats apply
-    only to strategies that sample whole replies.
+    only to strategies that declare they sample whole replies.
     """
     from testtime.serve.schemas import UNSUPPORTED
 
@@ -125,18 +97,22 @@ def request_fields(body: Any, strategy: Any, problems: list[Problem]) -> dict[st
     if getattr(body, "logprobs", None) or getattr(body, "top_logprobs", None):
         out["logprobs"] = True
         out["top_logprobs"] = body.top_logprobs or 0
-    name = getattr(strategy, "registered_name", "")
-    if not whole_answers(strategy):
-        asked = {k for k in WHOLE_ANSWER_FIELDS if k in out}
+    if not strategy.samples_whole_replies():
+        asked = {k for k in WHOLE_REPLY_FIELDS if k in out}
         asked |= {k for k in ("tools", "response_format")
                   for p in problems if getattr(p.options, k)}
-        for field_name in WHOLE_ANSWER_FIELDS:
+        for field_name in WHOLE_REPLY_FIELDS:
             if field_name in asked:
-                raise ApiError(400, f"{field_name} cannot be honoured by strategy {name!r}, "
-                               "which does not sample whole replies; use one of "
-                               f"{', '.join(sorted(WHOLE_ANSWERS))}", "unsupported_parameter",
-                               field_name)
+                raise ApiError(400, f"{field_name} cannot be honoured by strategy "
+                               f"{strategy.registered_name!r}, which does not sample whole "
+                               f"replies; use one of {', '.join(whole_reply_strategies())}",
+                               "unsupported_parameter", field_name)
     return out
+
+
+def whole_reply_strategies() -> list[str]:
+    """The registered strategies that declare they sample whole replies."""
+    return [name for name in strategies.names() if strategies.get(name).whole_replies]
 
 
 @dataclass
@@ -145,7 +121,7 @@ class Job:
 
     problems: list[Problem]
     n: int
-    strategy: Any
+    strategy: StrategySettings
     spec: str
     budget: Budget
     seed: int | None
@@ -199,7 +175,7 @@ class Gateway:
                          "Requests refused by a key's limits, by key name and reason.",
                          key=key, reason=reason)
 
-    def job(self, problems: list[Problem], n: int, strategy: Any, spec: str,
+    def job(self, problems: list[Problem], n: int, strategy: StrategySettings, spec: str,
             client_budget: str | None, seed: int | None, caller: Caller,
             request_id: str = "-", param: str = "model", preset: Budget | None = None) -> Job:
         """A Job whose per-choice budget combines the server's cap, the ``preset`` of the
@@ -222,9 +198,9 @@ class Gateway:
     def context(self, job: Job, index: int) -> Context:
         """A fresh Context for choice ``index`` of ``job``."""
         seed = job.seed + index if job.seed is not None else secrets.randbits(31)
-        ctx = Context(backend=self.backend, budget=job.budget, seed=seed, strategy=job.spec,
-                      request=dict(job.request), sampling=Sampling.of(job.strategy),
-                      on_sample=lambda cands: job.on_sample(index, cands))
+        ctx = open_context(job.strategy, self.backend, spec=job.spec, budget=job.budget,
+                           seed=seed, request=job.request,
+                           on_sample=lambda cands: job.on_sample(index, cands))
         job.contexts.append(ctx)
         return ctx
 
@@ -235,9 +211,9 @@ class Gateway:
         With ``gone``, the work is cancelled as soon as it reports that the client left, so
         abandoned requests stop spending the engine's time.
         """
-        pairs = [(p, self.context(job, i)) for i, p in enumerate(
-            p for p in job.problems for _ in range(job.n))]
         with self.failures(job):
+            pairs = [(p, self.context(job, i)) for i, p in enumerate(
+                p for p in job.problems for _ in range(job.n))]
             async with asyncio.timeout(self.config.request_timeout):
                 work = asyncio.ensure_future(asyncio.gather(
                     *(job.strategy.run(p, ctx) for p, ctx in pairs)))
@@ -254,37 +230,28 @@ class Gateway:
                         await asyncio.wait({work}, timeout=CANCEL_GRACE)
 
     def can_stream_tokens(self, job: Job) -> bool:
-        """Whether ``job`` can stream tokens as generated (single strategy, streaming backend)."""
-        return (isinstance(job.strategy, Single) and len(job.problems) * job.n == 1
+        """Whether ``job`` can stream tokens as generated: one choice of a strategy that
+        declares it streams tokens, on a streaming backend, with no tools or logprobs."""
+        return (job.strategy.streams_tokens and len(job.problems) * job.n == 1
                 and not job.problems[0].options.tools and not job.request.get("logprobs")
                 and bool(getattr(self.backend.capabilities, "streaming", False))
                 and hasattr(self.backend, "stream"))
 
-    async def stream_single(self, job: Job) -> AsyncGenerator[str | Result, None]:
-        """Yield text pieces of the one sample of a ``single`` job, then its Result."""
-        problem, ctx, strategy = job.problems[0], self.context(job, 0), job.strategy
+    async def stream(self, job: Job) -> AsyncGenerator[str | Result, None]:
+        """Yield what the one choice of ``job`` streams (its text pieces), then its Result,
+        within the request deadline."""
         deadline = time.monotonic() + self.config.request_timeout
-        prompt = problem.prompt()
         with self.failures(job):
-            req = ctx.prepare(GenerationRequest(prompt=prompt, n=1,
-                                                temperature=strategy.temperature,
-                                                max_tokens=strategy.max_tokens))
-            stream = metered_stream(ctx.ledger, self.backend, req)
-            try:
+            ctx = self.context(job, 0)
+            async with aclosing(job.strategy.stream(job.problems[0], ctx)) as pieces:
                 while True:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise TimeoutError
-                    item = await asyncio.wait_for(anext(stream), timeout=left)
-                    if isinstance(item, Generation):
-                        candidates = [ctx.candidate(prompt, c) for c in item.completions]
-                        answer = candidates[0].answer if candidates else None
-                        yield ctx.result(problem, answer, candidates)
+                    item = await asyncio.wait_for(anext(pieces), timeout=left)
+                    yield item
+                    if isinstance(item, Result):
                         return
-                    if item.text:
-                        yield item.text
-            finally:
-                await stream.aclose()
 
     @contextmanager
     def failures(self, job: Job) -> Iterator[None]:

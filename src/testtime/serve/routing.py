@@ -20,6 +20,15 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from testtime.policy import (
+    POLICY_STRATEGY,
+    Policy,
+    PolicyError,
+    load_policy,
+    policy_spec,
+    read_policy,
+    shipped_policies,
+)
 from testtime.registry import (
     CLIENT,
     ClientRules,
@@ -33,13 +42,6 @@ from testtime.registry import (
 from testtime.serve.config import ServeConfig
 from testtime.serve.errors import ApiError
 from testtime.strategies import strategies
-from testtime.strategies.adaptive import (
-    Policy,
-    PolicyError,
-    load_policy,
-    read_policy,
-    shipped_policies,
-)
 from testtime.strategies.base import StrategySettings
 
 KEPT_STRATEGIES = 256
@@ -84,14 +86,14 @@ class Router:
     def serve_policy(self, ref: str | None, *, explicit: bool) -> None:
         """Offer ``auto@MODEL`` from the policy ``ref`` (checked now: PolicyError if unusable).
 
-        Without an explicit policy, none is offered where ``adaptive`` is not allowed; an
-        explicit one there is a configuration error.
+        Without an explicit policy, none is offered where the strategy that runs policies
+        (``adaptive``) is not allowed; an explicit one there is a configuration error.
         """
         allowed = self.config.allowed_strategies
-        if ref is None or (allowed is not None and "adaptive" not in allowed):
+        if ref is None or (allowed is not None and POLICY_STRATEGY not in allowed):
             if ref is not None and explicit:
                 raise PolicyError(f"policy {ref!r} is configured but allowed_strategies does "
-                                  "not include 'adaptive', which serves it")
+                                  f"not include {POLICY_STRATEGY!r}, which serves it")
             self.auto, self.auto_budgets = None, {}
             return
         policy: Policy = read_policy(ref)
@@ -110,7 +112,7 @@ class Router:
             raise ApiError(400, f"reasoning_effort {level!r} has no budget for auto@MODEL "
                            f"(offered: {', '.join(self.auto_budgets)})", "unsupported_value",
                            "reasoning_effort")
-        spec = f"adaptive:policy=[{self.auto}],budget={budget!r}"
+        spec = policy_spec(self.auto, budget)
         return Route(spec=spec, strategy=self._build(spec, "model", client=False))
 
     def is_auto(self, model: str) -> bool:
@@ -193,8 +195,7 @@ class Router:
         out = [entry(self.upstream_model, self.config.default_strategy)]
         if self.auto is not None:
             out.append(entry(f"auto@{self.upstream_model}",
-                             f"adaptive:policy=[{self.auto}],"
-                             f"budget={self.auto_budgets['medium']!r}"))
+                             policy_spec(self.auto, self.auto_budgets["medium"])))
         out += [entry(alias, spec) for alias, spec in self.config.strategies.items()]
         names = self.config.allowed_strategies or strategies.names()
         out += [entry(f"{name}@{self.upstream_model}", name) for name in names

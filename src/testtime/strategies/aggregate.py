@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from testtime.chat import split_reasoning
-from testtime.metered import metered_generate
 from testtime.strategies.base import Context
 from testtime.strategies.voting import vote
 from testtime.types import Candidate, GenerationRequest, Problem, Prompt, Result
@@ -32,7 +31,7 @@ _PICK = re.compile(r"response\s*#?\s*(\d+)", re.IGNORECASE)
 
 
 @dataclass
-class Choice:
+class Aggregation:
     """What aggregation chose: the answer (None for free text), its text, the votes, how."""
 
     answer: str | None
@@ -77,9 +76,7 @@ async def universal_self_consistency(problem: Problem, pool: Sequence[Candidate]
     if len({c.text.strip() for c in pool}) == 1:
         return 0, "unanimous"
     prompt = usc_prompt(problem, pool)
-    req = GenerationRequest(prompt=prompt, n=1, temperature=0.0, max_tokens=16,
-                            seed=ctx.next_seed())
-    gen = await metered_generate(ctx.ledger, ctx.backend, req, verifier=True)
+    gen = await ctx.judge(GenerationRequest(prompt=prompt, n=1, temperature=0.0, max_tokens=16))
     if not gen.completions:
         return overlap_medoid(pool), "usc-overlap"
     reply = gen.completions[0].text
@@ -90,7 +87,7 @@ async def universal_self_consistency(problem: Problem, pool: Sequence[Candidate]
 
 
 async def aggregate(problem: Problem, candidates: Sequence[Candidate], ctx: Context,
-                    weights: Sequence[float] | None = None) -> Choice:
+                    weights: Sequence[float] | None = None) -> Aggregation:
     """Vote over answers; for free-text problems, fall back to universal self-consistency.
 
     On a free-text problem the candidates without an answer form one group ("reply in
@@ -101,18 +98,18 @@ async def aggregate(problem: Problem, candidates: Sequence[Candidate], ctx: Cont
     answer, votes = vote(candidates, ws)
     method = "majority" if weights is None else "weighted"
     if problem.kind != "text":
-        return Choice(answer, None, votes, method)
+        return Aggregation(answer, None, votes, method)
     pool = [(c, w) for c, w in zip(candidates, ws, strict=True)
             if c.answer is None and c.text.strip()]
     free_weight = sum(w for _, w in pool)
     if not pool or (answer is not None and votes[answer] >= free_weight):
-        return Choice(answer, None, votes, method)
+        return Aggregation(answer, None, votes, method)
     texts = [c for c, _ in pool]
     if weights is not None and any(c.score is not None for c in texts):
         best = max(range(len(pool)), key=lambda i: (pool[i][1], -i))
-        return Choice(None, texts[best].text, votes, "verifier")
+        return Aggregation(None, texts[best].text, votes, "verifier")
     index, how = await universal_self_consistency(problem, texts, ctx)
-    return Choice(None, texts[index].text, votes, how)
+    return Aggregation(None, texts[index].text, votes, how)
 
 
 async def aggregated_result(problem: Problem, candidates: Sequence[Candidate], ctx: Context,

@@ -1,7 +1,9 @@
 """The Strategy protocol, its registry and the Context every strategy spends through.
 
 Everything incidental (request splitting, token accounting, budget checks, answer extraction,
-verifier calls) lives in the Context, once, so each strategy file holds only its idea.
+verifier calls) lives in the Context, once, so each strategy file holds only its idea. Every
+Context is opened by :func:`open_context`, which reads what the strategy declares (its
+verifier, its sampler settings); callers (the runner, the gateway) never set those by hand.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-from collections.abc import Callable, Sequence
+from abc import abstractmethod
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
 
@@ -20,7 +24,8 @@ from testtime.backends.base import Backend
 from testtime.budget import Budget, Ledger
 from testtime.chat import canonical_calls, parse_tool_calls, split_reasoning
 from testtime.code.extract import extract_code
-from testtime.metered import metered_generate
+from testtime.metered import metered_generate, metered_stream
+from testtime.policy.pools import Pool
 from testtime.registry import Nested, Registry, build
 from testtime.traces import Finisher, Trace, Watcher, run_traces
 from testtime.types import (
@@ -52,13 +57,15 @@ class Context:
     strategy's own, ``logprobs``, ``top_logprobs``); ``on_sample`` is told of each
     batch of candidates as it is sampled (the gateway streams progress from it).
     ``offer`` leaves already-paid samples for whatever strategy samples the same prompt next.
+    ``strategy`` is the strategy the Context was opened for; ``spec`` is how results name it.
     """
 
     backend: Backend
     verifier: Verifier | None = None
     budget: Budget = field(default_factory=Budget)
     seed: int = 0
-    strategy: str = ""
+    spec: str = ""
+    strategy: Strategy | None = None
     sampling: Sampling = field(default_factory=Sampling)
     ledger: Ledger = field(init=False)
     rng: random.Random = field(init=False)
@@ -97,6 +104,40 @@ class Context:
         Generation is returned and ``exhausted`` is set.
         """
         return await metered_generate(self.ledger, self.backend, self.prepare(req))
+
+    async def judge(self, req: GenerationRequest) -> Generation:
+        """Run a call made to choose among candidates, not to answer (universal
+        self-consistency): billed as verifier compute and sent as ``req`` asks (with a fresh
+        seed if it has none), without the strategy's sampler settings or the caller's options."""
+        if req.seed is None:
+            req = req.model_copy(update={"seed": self.next_seed()})
+        return await metered_generate(self.ledger, self.backend, req, verifier=True)
+
+    async def stream(self, problem: Problem, *, temperature: float, max_tokens: int
+                     ) -> AsyncGenerator[str | list[Candidate], None]:
+        """Sample ``problem`` once as a stream: its text pieces as they arrive, then its
+        candidates (none when the budget refused the call). Closing the stream stops the
+        engine's work on it."""
+        prompt = problem.prompt()
+        req = self.prepare(GenerationRequest(prompt=prompt, n=1, temperature=temperature,
+                                             max_tokens=max_tokens))
+        async with aclosing(metered_stream(self.ledger, self.backend, req)) as pieces:
+            async for item in pieces:
+                if isinstance(item, Generation):
+                    yield [self.candidate(prompt, c) for c in item.completions]
+                    return
+                if item.text:
+                    yield item.text
+
+    async def delegate(self, strategy: Strategy, problem: Problem) -> Result:
+        """Run ``strategy`` on this Context (same ledger, seeds, offers and caller options),
+        scoring with the verifier it declares, as a policy's choice runs after its probe."""
+        outer = self.verifier
+        self.verifier = verifier_for(strategy, outer)
+        try:
+            return await strategy.run(problem, self)
+        finally:
+            self.verifier = outer
 
     def prepare(self, req: GenerationRequest) -> GenerationRequest:
         """``req`` as it is sent: with a fresh seed if it has none, the strategy's sampler
@@ -254,7 +295,7 @@ class Context:
         extra.setdefault("sampling", self.sampling.chosen())
         return Result(problem_id=problem.id, answer=answer, text=text,
                       candidates=tuple(candidates), usage=self.ledger.close(),
-                      strategy=self.strategy, budget_exhausted=self.ledger.exhausted,
+                      strategy=self.spec, budget_exhausted=self.ledger.exhausted,
                       budget_limit=self.ledger.limit,
                       votes=votes or {}, extra=extra)
 
@@ -278,7 +319,18 @@ class StrategySettings(Sampling):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    registered_name: ClassVar[str]
     uses_verifier: ClassVar[bool] = False
+    """It scores candidates, with its own verifier, else the caller's, else the default."""
+    default_verifier: ClassVar[str | None] = None
+    """The verifier spec it scores with when neither its spec nor the caller names one."""
+    whole_replies: ClassVar[bool] = False
+    """Every sample it takes is a whole reply to the conversation (not a step, a revision or
+    a forced ending), so a request's stop strings, logprobs, tools and response format apply."""
+    streams_tokens: ClassVar[bool] = False
+    """Its :meth:`stream` yields the reply's text as it is generated (not only the Result)."""
+    pool: ClassVar[Pool | None] = None
+    """The pool of draws its k-sample runs are scored from, when it pools (see policy)."""
 
     temperature: float = Field(default=0.8, ge=0.0, le=2.0)
     max_tokens: int = Field(default=512, ge=1, le=131072)
@@ -291,9 +343,32 @@ class StrategySettings(Sampling):
         if self.verifier:
             self._verifier = make_verifier(self.verifier)
 
-    def make_verifier(self, fallback: Verifier | None) -> Verifier | None:
-        """The verifier this strategy uses: its own spec (built with it), else the default."""
-        return self._verifier or fallback
+    @property
+    def own_verifier(self) -> Verifier | None:
+        """The verifier its own ``verifier`` spec names (built with it), if any."""
+        return self._verifier
+
+    def samples_whole_replies(self) -> bool:
+        """Whether every sample this strategy takes is a whole reply: its class declaration."""
+        return self.whole_replies
+
+    def verifier_for(self, given: Verifier | None) -> Verifier | None:
+        """The verifier a Context opened for this strategy scores with: its own (if it uses
+        one), else ``given`` (the caller's), else its declared default."""
+        if self.uses_verifier and self._verifier is not None:
+            return self._verifier
+        if given is not None or self.default_verifier is None:
+            return given
+        return make_verifier(self.default_verifier, cache=False)
+
+    @abstractmethod
+    async def run(self, problem: Problem, ctx: Context) -> Result:
+        """Solve ``problem`` spending only through ``ctx``."""
+
+    async def stream(self, problem: Problem, ctx: Context) -> AsyncGenerator[str | Result, None]:
+        """The Result of :meth:`run`, as a stream; a strategy that ``streams_tokens`` yields
+        its reply's text pieces first."""
+        yield await self.run(problem, ctx)
 
     def check(self) -> None:
         """Raise if the strategy cannot run as configured (a file it reads is missing); the
@@ -330,3 +405,25 @@ strategies: Registry[Any] = Registry("strategy")
 def make_strategy(spec: str) -> Any:
     """Build a strategy from a spec such as ``self-consistency:n=16,temperature=0.7``."""
     return build(strategies, spec)
+
+
+def verifier_for(strategy: Strategy, given: Verifier | None) -> Verifier | None:
+    """The verifier ``strategy`` declares it scores with, ``given`` the caller's."""
+    declared = getattr(strategy, "verifier_for", None)
+    return declared(given) if callable(declared) else given
+
+
+def open_context(strategy: Strategy, backend: Backend, *, spec: str = "",
+                 verifier: Verifier | None = None, budget: Budget | None = None, seed: int = 0,
+                 request: dict[str, Any] | None = None,
+                 on_sample: Callable[[Sequence[Candidate]], None] | None = None) -> Context:
+    """The Context ``strategy`` runs one problem in: the one place a Context is built.
+
+    ``verifier`` is the caller's (``--verifier``); the strategy's declarations decide what it
+    scores with. Its sampler settings go to every call it makes; ``request`` holds what the
+    caller asks of every generation.
+    """
+    return Context(backend=backend, verifier=verifier_for(strategy, verifier),
+                   budget=budget or Budget(), seed=seed, spec=spec, strategy=strategy,
+                   sampling=Sampling.of(strategy), request=dict(request or {}),
+                   on_sample=on_sample)

@@ -37,7 +37,7 @@ class BeamSearch(SearchSettings):
 
     async def run(self, problem: Problem, ctx: Context) -> Result:
         """Expand, score, keep the best N/M, until N solutions finish."""
-        tree = self.start(problem, ctx)
+        tree = self.start(problem)
         keep = max(self.n // self.width, 1)
         finished: list[Node] = []
         children = await self.expand(ctx, problem, tree, [tree.root], [self.n])

@@ -33,7 +33,7 @@ class DVTS(SearchSettings):
 
     async def run(self, problem: Problem, ctx: Context) -> Result:
         """Grow each subtree greedily by its verifier until all have finished."""
-        tree = self.start(problem, ctx)
+        tree = self.start(problem)
         subtrees = max(self.n // self.width, 1)
         first = await self.expand(ctx, problem, tree, [tree.root], [subtrees * self.width])
         groups = [first[i * self.width:(i + 1) * self.width] for i in range(subtrees)]

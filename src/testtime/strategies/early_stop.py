@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -32,6 +33,8 @@ def leader_probability(a: int, b: int) -> float:
 @strategies.register("early-stop")
 class EarlyStop(StrategySettings):
     """Sample in batches; stop once the leading answer's posterior exceeds ``threshold``."""
+
+    whole_replies: ClassVar[bool] = True
 
     max_n: int = Field(default=32, ge=1, le=4096, description="most samples")
     batch: int = Field(default=4, ge=1, le=4096, description="samples per round")

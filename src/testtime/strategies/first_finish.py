@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -18,6 +19,8 @@ from testtime.types import Candidate, Problem, Result
 @strategies.register("first-finish")
 class FirstFinish(StrategySettings):
     """Race ``n`` samples and keep the first that finishes with an answer."""
+
+    whole_replies: ClassVar[bool] = True
 
     n: int = Field(default=4, ge=1, le=1024, description="samples raced")
 

@@ -35,7 +35,7 @@ class MCTS(SearchSettings):
 
     async def run(self, problem: Problem, ctx: Context) -> Result:
         """Select, expand, evaluate, backpropagate; return the best finished solution."""
-        tree = self.start(problem, ctx)
+        tree = self.start(problem)
         finished: list[Node] = []
         for _ in range(self.iterations):
             leaf = self.select_leaf(tree.root)

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
@@ -19,6 +19,8 @@ from testtime.types import Problem, Result
 @strategies.register("multi-temperature")
 class MultiTemperature(StrategySettings):
     """Self-consistency with samples spread over ``temperatures`` (e.g. ``[0.2,0.7,1.2]``)."""
+
+    whole_replies: ClassVar[bool] = True
 
     n: int = Field(default=9, ge=1, le=4096, description="samples in all")
     temperatures: tuple[float, ...] = Field(default=(0.3, 0.7, 1.1), min_length=1)

@@ -14,13 +14,15 @@ agree is a cheap probe of how hard a question is (the compute-optimal policy use
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from testtime.policy.pools import Pool
 from testtime.strategies.aggregate import aggregated_result
 from testtime.strategies.base import Context, StrategySettings, strategies
 from testtime.types import Problem, Prompt, Result
+from testtime.verifiers.base import Verifier
 
 FINISHED_THINKING = "<think>\nOkay, I think I have finished thinking.\n</think>\n\n"
 """The paper's prefill for reasoning models: the thinking block, closed at once."""
@@ -32,6 +34,8 @@ class NoThinking(StrategySettings):
     ``style=plain`` starts the reply with ``answer_cue`` and stops at the end of its line;
     ``style=tags`` closes an empty ``<think>`` block (reasoning models) and lets the model
     write its answer."""
+
+    pool: ClassVar[Pool | None] = Pool("no-thinking", drawn_by="no-thinking")
 
     n: int = Field(default=8, ge=1, le=4096, description="answers sampled")
     style: Literal["plain", "tags"] = "plain"
@@ -53,9 +57,12 @@ class NoThinking(StrategySettings):
         """Sample the answers, then majority-vote over equivalent ones. With a ``verifier``
         the answers are scored too (their confidence, a difficulty probe's feature); the vote
         stays a plain majority."""
-        if self.verifier:
-            ctx.verifier = self.make_verifier(ctx.verifier)
         answers = await self.draw(problem, ctx, self.n)
         if self.verifier:
             answers = await ctx.score(problem, answers)
         return await aggregated_result(problem, answers, ctx)
+
+    def verifier_for(self, given: Verifier | None) -> Verifier | None:
+        """Its own verifier where its spec names one (to score its answers), else the
+        caller's."""
+        return self.own_verifier or given

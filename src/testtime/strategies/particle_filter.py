@@ -37,7 +37,7 @@ class ParticleFilter(SearchSettings):
 
     async def run(self, problem: Problem, ctx: Context) -> Result:
         """Extend, weigh, resample, until all particles have finished."""
-        tree = self.start(problem, ctx)
+        tree = self.start(problem)
         particles = await self.expand(ctx, problem, tree, [tree.root], [self.n])
         history: list[dict[str, float]] = []
         while particles:

@@ -17,7 +17,7 @@ from pydantic import Field
 from testtime.strategies.base import Context, StrategySettings, strategies
 from testtime.strategies.voting import vote
 from testtime.types import Candidate, Message, Problem, Prompt, Result
-from testtime.verifiers.confidence import ConfidenceVerifier
+from testtime.verifiers.base import Verifier
 
 REVISE = ("Review your previous solution and correct any mistakes. Solve the problem again "
           "step by step and finish with a last line of the form 'The answer is N'.")
@@ -28,16 +28,19 @@ class Revision(StrategySettings):
     """The model revises its previous attempt ``rounds`` times, in ``n`` parallel chains."""
 
     uses_verifier: ClassVar[bool] = True
+    default_verifier: ClassVar[str | None] = "confidence"
 
     n: int = Field(default=1, ge=1, le=1024, description="independent revision chains")
     rounds: int = Field(default=2, ge=0, le=64, description="revisions after the first attempt")
     feedback: bool = Field(default=True, description="show the verifier's score to the model")
     select: Literal["score", "vote", "last"] = "score"
 
+    def verifier_for(self, given: Verifier | None) -> Verifier | None:
+        """Its verifier only where it shows feedback or selects by score; else the caller's."""
+        return super().verifier_for(given) if self.feedback or self.select == "score" else given
+
     async def run(self, problem: Problem, ctx: Context) -> Result:
         """First attempts, then revisions that extend each chain's conversation."""
-        if self.feedback or self.select == "score":
-            ctx.verifier = self.make_verifier(ctx.verifier) or ConfidenceVerifier()
         root = problem.prompt()
         current = await ctx.sample(root, self.n, temperature=self.temperature,
                                    max_tokens=self.max_tokens)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 
+from testtime.policy.pools import Pool
 from testtime.strategies.aggregate import aggregated_result
 from testtime.strategies.base import Context, StrategySettings, strategies
 from testtime.types import Problem, Result
@@ -13,6 +16,9 @@ from testtime.types import Problem, Result
 class SelfConsistency(StrategySettings):
     """Sample n solutions and return the most common answer (deterministic tie-break); free
     text with no answer to vote on is aggregated by universal self-consistency."""
+
+    whole_replies: ClassVar[bool] = True
+    pool: ClassVar[Pool | None] = Pool("majority")
 
     n: int = Field(default=8, ge=1, le=4096)
 

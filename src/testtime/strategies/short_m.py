@@ -12,6 +12,8 @@ trace's length, not the sum of all k lengths.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field, model_validator
 
 from testtime.answers import equivalent
@@ -38,6 +40,8 @@ def shortest_majority(finishers: list[Candidate]) -> tuple[str | None, Candidate
 @strategies.register("short-m")
 class ShortM(StrategySettings):
     """Start ``n`` traces; once ``m`` have finished with an answer, stop the rest and vote."""
+
+    whole_replies: ClassVar[bool] = True
 
     n: int = Field(default=8, ge=1, le=4096, description="traces started (the paper's k)")
     m: int = Field(default=3, ge=1, le=4096,

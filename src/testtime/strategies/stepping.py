@@ -19,7 +19,6 @@ from testtime.strategies.base import Context, StrategySettings
 from testtime.strategies.tree import Node, SearchTree
 from testtime.strategies.voting import vote
 from testtime.types import Candidate, Problem, Prompt, Result
-from testtime.verifiers.confidence import ConfidenceVerifier
 from testtime.verifiers.steps import aggregate
 
 STEP_HINT = "Separate the steps with a blank line."
@@ -30,6 +29,7 @@ class SearchSettings(StrategySettings):
     """Options every step-level search shares. ``max_tokens`` is the limit for one step."""
 
     uses_verifier: ClassVar[bool] = True
+    default_verifier: ClassVar[str | None] = "confidence"
 
     max_tokens: int = Field(default=128, ge=1, le=131072, description="tokens per step")
     max_depth: int = Field(default=8, ge=1, le=256, description="steps per solution")
@@ -47,9 +47,8 @@ class SearchSettings(StrategySettings):
         hint = f"{problem.instruction} {STEP_HINT}" if problem.instruction else STEP_HINT
         return problem.model_copy(update={"instruction": hint}).prompt()
 
-    def start(self, problem: Problem, ctx: Context) -> SearchTree:
-        """Pick the verifier (default: the model's confidence) and open a tree for ``problem``."""
-        ctx.verifier = self.make_verifier(ctx.verifier) or ConfidenceVerifier()
+    def start(self, problem: Problem) -> SearchTree:
+        """Open a tree for ``problem``."""
         return SearchTree(self.root_prompt(problem))
 
     def ends(self, step: str, depth: int) -> bool:
