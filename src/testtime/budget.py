@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from testtime.types import Generation, Usage
 
-LIMITS = ("generated_tokens", "total_tokens", "verifier_tokens", "calls", "seconds", "flops")
+LIMITS = ("generated_tokens", "total_tokens", "verifier_tokens", "calls", "seconds", "flops",
+          "nfes")
 
 
 class BudgetExhausted(Exception):
@@ -39,7 +40,8 @@ class Budget(BaseModel):
     ``total_tokens`` adds every prompt token (cached ones too) and reward models' inputs;
     ``verifier_tokens`` limits the verifiers' prompt and generated tokens alone; ``calls``
     counts policy calls, judge calls and reward-model forward passes; ``seconds`` is wall
-    time from the first call; ``flops`` is the cost model's FLOPs.
+    time from the first call; ``flops`` is the cost model's FLOPs; ``nfes`` counts a
+    diffusion model's denoiser forward passes, one per sample per evaluation.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -50,6 +52,7 @@ class Budget(BaseModel):
     calls: int | None = Field(default=None, ge=1)
     seconds: float | None = Field(default=None, gt=0)
     flops: float | None = Field(default=None, gt=0)
+    nfes: int | None = Field(default=None, ge=1)
 
     @classmethod
     def parse(cls, text: str | None) -> Budget:
@@ -404,6 +407,33 @@ class Ledger:
             self.add(step)
         return step
 
+    def plan_nfes(self, n: int, flops: float | None = None) -> None:
+        """Admit one batched denoiser call of ``n`` forward passes (``flops`` None: unknown).
+
+        Raises BudgetExhausted, naming the limit, when the call would overrun ``nfes``,
+        ``calls``, ``seconds`` or ``flops``; denoiser calls run one at a time, so nothing is held.
+        """
+        with self._lock:
+            b, u = self.budget, self.usage
+            if b.nfes is not None and u.nfes + n > b.nfes:
+                raise self._exhaust("nfes", f"{n} more would pass {b.nfes}")
+            if b.calls is not None and u.calls + u.verifier_calls + self.reserved_calls >= b.calls:
+                raise self._exhaust("calls")
+            if b.seconds is not None and self.elapsed() >= b.seconds:
+                raise self._exhaust("seconds")
+            if b.flops is not None and (flops is None or
+                                        u.flops + self.reserved_flops + flops > b.flops):
+                raise self._exhaust("flops", "" if flops is not None else
+                                    "this denoiser's FLOPs are unknown")
+
+    def record_nfes(self, n: int, seconds: float, flops: float | None,
+                    counted_by: str = "denoiser") -> Usage:
+        """Record one batched denoiser call of ``n`` forward passes and return its Usage."""
+        step = Usage(nfes=n, calls=1, denoiser_seconds=seconds, flops=flops or 0.0,
+                     flops_known=flops is not None, counted_by=(counted_by,))
+        self.add(step)
+        return step
+
     def add(self, usage: Usage) -> None:
         """Add a usage that was measured elsewhere (e.g. a verifier run by a sub-process)."""
         with self._lock:
@@ -420,6 +450,7 @@ class Ledger:
             ("verifier_tokens", b.verifier_tokens, u.verifier_tokens),
             ("calls", b.calls, u.calls + u.verifier_calls),
             ("flops", b.flops, u.flops),
+            ("nfes", b.nfes, u.nfes),
         ]
         for name, cap, spent in reached:
             if cap is not None and spent > cap:

@@ -216,11 +216,12 @@ def engine_serve_cmd(
 
 
 def _register_layers() -> None:
+    from testtime.diffusion import commands as diffusion_commands
     from testtime.distributed import commands as distributed_commands
     from testtime.eval import commands as eval_commands
     from testtime.serve import commands as serve_commands
 
-    for module in (eval_commands, serve_commands, distributed_commands):
+    for module in (eval_commands, serve_commands, distributed_commands, diffusion_commands):
         module.register(app)
 
 
