@@ -36,10 +36,11 @@ def check_scheduler(name: str, path: Path | None) -> float:
 
     With no path, only the name is checked.
     """
-    key = name.lower().removesuffix("scheduler").replace("_", "-")
-    if key in UNSEARCHABLE:
+    key = name.lower().removesuffix("scheduler").replace("_", "").replace("-", "")
+    refused = {k.replace("-", ""): why for k, why in UNSEARCHABLE.items()}
+    if key in refused:
         raise DiffusionError(
-            f"scheduler {name!r} cannot be searched: {UNSEARCHABLE[key]}, so a search cannot "
+            f"scheduler {name!r} cannot be searched: {refused[key]}, so a search cannot "
             f"branch, restart or resample its trajectories; use one of {', '.join(SEARCHABLE)}")
     if key not in SEARCHABLE:
         raise DiffusionError(f"unknown scheduler {name!r}; searchable: {', '.join(SEARCHABLE)}")
