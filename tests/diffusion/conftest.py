@@ -1,4 +1,4 @@
-"""The tiny built-in digits pack (trained once per cache, ~10 s) and NFE counting hooks."""
+"""The built-in digits pack (trained once per cache, ~10 s on one core) and NFE counters."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ pytest.importorskip("sklearn")
 
 @pytest.fixture(scope="session")
 def tiny() -> Iterator[object]:
-    """The digits engine with the TINY recipe, single-threaded."""
+    """The built-in digits engine (default recipe), single-threaded."""
     from testtime.diffusion.engines import make_engine
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield make_engine("digits:recipe=tiny")
+    yield make_engine("digits")
     torch.set_num_threads(before)
 
 

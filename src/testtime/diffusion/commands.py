@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Test-time scaling for diffusion models: search over noises and paths.")
 
-Model = Annotated[str, typer.Option(help="digits[:recipe=tiny] or diffusers:path=DIR|HUB_ID")]
+Model = Annotated[str, typer.Option(help="digits[:recipe=large] or diffusers:path=DIR|HUB_ID")]
 Scheduler = Annotated[str | None, typer.Option(
     help="ddim, ddpm (DDPM-style models) or euler (flow); default: ddpm for digits, "
          "ddim otherwise")]

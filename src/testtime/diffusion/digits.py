@@ -34,14 +34,14 @@ NULL_LABEL = CLASSES
 class Recipe:
     """How the built-in pack is trained; any change gives a new cache key."""
 
-    hidden: int = 128
-    layers: int = 2
+    hidden: int = 64
+    layers: int = 1
     train_steps: int = 1000
-    iters: int = 2000
+    iters: int = 800
     batch: int = 128
     lr: float = 2e-3
     p_uncond: float = 0.1
-    classifier_iters: int = 1000
+    classifier_iters: int = 400
     seed: int = 0
 
     def key(self) -> str:
@@ -51,7 +51,8 @@ class Recipe:
 
 
 DEFAULT = Recipe()
-TINY = Recipe(hidden=64, layers=1, iters=800, classifier_iters=400)
+LARGE = Recipe(hidden=128, layers=2, iters=2000, classifier_iters=1000)
+RECIPES = {"default": DEFAULT, "large": LARGE}
 
 
 def load_images() -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,7 +32,7 @@ class Engine(Protocol):
 
 
 def make_engine(spec: str, progress: Any = None) -> Engine:
-    """Load ``digits``, ``digits:recipe=tiny`` or ``diffusers:path=DIR|HUB_ID,...``."""
+    """Load ``digits``, ``digits:recipe=large`` or ``diffusers:path=DIR|HUB_ID,...``."""
     _register()
     settings = build(engines, spec)
     engine: Engine = settings.load(progress=progress)
