@@ -19,7 +19,7 @@ setup: $(BIN)/python
 	$(BIN)/pip install -q -e '.[embedded,serve,eval]'
 
 setup-dev: $(BIN)/python
-	$(BIN)/pip install -q -e '.[embedded,serve,eval,ray,hf,dev,code]'
+	$(BIN)/pip install -q -e '.[embedded,serve,eval,ray,hf,dev,code,diffusion]'
 	@# the code sandbox's boxes (docs/code-verification.md) need util-linux's unshare/setpriv
 	@command -v unshare >/dev/null && command -v setpriv >/dev/null && command -v mount >/dev/null \
 		|| { [ "$$(id -u)" = 0 ] && apt-get install -y -q util-linux mount >/dev/null; } \

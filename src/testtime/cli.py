@@ -21,6 +21,7 @@ from testtime.backends.embedded import EmbeddedSettings
 from testtime.backends.llamacpp_server import serve
 from testtime.budget import Budget
 from testtime.cli_errors import USER_ERRORS, err, fail
+from testtime.diffusion import commands as diffusion_commands
 from testtime.distributed import commands as distributed_commands
 from testtime.eval import commands as eval_commands
 from testtime.eval.runner import RunSummary, run_problems, summarise
@@ -233,6 +234,7 @@ def engine_serve_cmd(
 eval_commands.register(app, remote_sweep=distributed_commands.run_on_ray)
 serve_commands.register(app)
 distributed_commands.register(app)
+diffusion_commands.register(app)
 
 
 def main() -> None:

@@ -251,6 +251,9 @@ class Usage(Frozen):
     ``flops`` is then a lower bound. ``verifier_calls`` counts judge calls and reward-model
     passes, ``verifier_passes`` the passes alone. ``cut_calls`` counts calls stopped before
     they finished (cancelled, timed out, abandoned); their tokens up to the stop are included.
+    ``nfes`` counts a diffusion model's denoiser forward passes (one per sample per
+    evaluation; a batched call of 8 samples is 8 NFEs and 1 call), ``denoiser_seconds`` their
+    wall time.
     ``stopped_traces`` counts the streamed traces among them that their consumer stopped on
     purpose (a strategy that lost confidence in a trace, a client that closed its stream) and
     ``stopped_tokens`` the tokens those traces had generated (part of ``generated_tokens``).
@@ -276,6 +279,8 @@ class Usage(Frozen):
     flops: float = 0.0
     flops_known: bool = True
     memory_bytes: float = 0.0
+    nfes: int = 0
+    denoiser_seconds: float = 0.0
     counted_by: tuple[str, ...] = ()
 
     @property

@@ -19,7 +19,7 @@ from testtime.eval.crossfit import (
 )
 from testtime.eval.policy import fit_policy
 from testtime.eval.store import ResultStore
-from testtime.strategies.adaptive import Policy
+from testtime.policy import Policy
 
 
 def records(store: Path) -> list[dict[str, object]]:

@@ -235,6 +235,33 @@ class Ledger:
             self.add(step)
         return step
 
+    def plan_nfes(self, n: int, flops: float | None = None) -> None:
+        """Admit one batched denoiser call of ``n`` forward passes (``flops`` None: unknown).
+
+        Raises BudgetExhausted, naming the limit, when the call would overrun ``nfes``,
+        ``calls``, ``seconds`` or ``flops``; denoiser calls run one at a time, so nothing is held.
+        """
+        with self._lock:
+            b, u = self.budget, self.usage
+            if b.nfes is not None and u.nfes + n > b.nfes:
+                raise self._exhaust("nfes", f"{n} more would pass {b.nfes}")
+            if b.calls is not None and u.calls + u.verifier_calls + self.reserved_calls >= b.calls:
+                raise self._exhaust("calls")
+            if b.seconds is not None and self.elapsed() >= b.seconds:
+                raise self._exhaust("seconds")
+            if b.flops is not None and (flops is None or
+                                        u.flops + self.reserved_flops + flops > b.flops):
+                raise self._exhaust("flops", "" if flops is not None else
+                                    "this denoiser's FLOPs are unknown")
+
+    def record_nfes(self, n: int, seconds: float, flops: float | None,
+                    counted_by: str = "denoiser") -> Usage:
+        """Record one batched denoiser call of ``n`` forward passes and return its Usage."""
+        step = Usage(nfes=n, calls=1, denoiser_seconds=seconds, flops=flops or 0.0,
+                     flops_known=flops is not None, counted_by=(counted_by,))
+        self.add(step)
+        return step
+
     def add(self, usage: Usage) -> None:
         """Add a usage that was measured elsewhere (e.g. a verifier run by a sub-process)."""
         with self._lock:
@@ -251,6 +278,7 @@ class Ledger:
             ("verifier_tokens", b.verifier_tokens, u.verifier_tokens),
             ("calls", b.calls, u.calls + u.verifier_calls),
             ("flops", b.flops, u.flops),
+            ("nfes", b.nfes, u.nfes),
         ]
         for name, cap, spent in reached:
             if cap is not None and spent > cap:

@@ -11,7 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-LIMITS = ("generated_tokens", "total_tokens", "verifier_tokens", "calls", "seconds", "flops")
+LIMITS = ("generated_tokens", "total_tokens", "verifier_tokens", "calls", "seconds", "flops",
+          "nfes")
 
 
 class BudgetExhausted(Exception):
@@ -29,7 +30,8 @@ class Budget(BaseModel):
     ``total_tokens`` adds every prompt token (cached ones too) and reward models' inputs;
     ``verifier_tokens`` limits the verifiers' prompt and generated tokens alone; ``calls``
     counts policy calls, judge calls and reward-model forward passes; ``seconds`` is wall
-    time from the first call; ``flops`` is the cost model's FLOPs.
+    time from the first call; ``flops`` is the cost model's FLOPs; ``nfes`` counts a
+    diffusion model's denoiser forward passes, one per sample per evaluation.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -40,6 +42,7 @@ class Budget(BaseModel):
     calls: int | None = Field(default=None, ge=1)
     seconds: float | None = Field(default=None, gt=0)
     flops: float | None = Field(default=None, gt=0)
+    nfes: int | None = Field(default=None, ge=1)
 
     @classmethod
     def combine(cls, *budgets: Budget | None) -> Budget:

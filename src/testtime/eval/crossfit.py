@@ -37,7 +37,7 @@ from testtime.eval.policy import (
     simulate,
     unit_cost,
 )
-from testtime.strategies.adaptive import Choice, Policy, Unit, draw_spec, sampling_spec
+from testtime.policy import Choice, Policy, Unit, draw_spec, sampling_spec
 
 MARGIN = 0.05
 """Non-inferiority margin in accuracy: fixed before looking at any result."""

@@ -1,0 +1,1 @@
+"""Image verifiers backed by real models (the digits classifiers live in builtin.py)."""
