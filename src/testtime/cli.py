@@ -21,9 +21,9 @@ from testtime.backends.embedded import EmbeddedSettings
 from testtime.backends.llamacpp_server import serve
 from testtime.budget import Budget
 from testtime.cli_errors import USER_ERRORS, err, fail
-from testtime.diffusion import commands as diffusion_commands
 from testtime.distributed import commands as distributed_commands
 from testtime.eval import commands as eval_commands
+from testtime.eval import diffusion_commands
 from testtime.eval.runner import RunSummary, run_problems, summarise
 from testtime.models import DEFAULT_MODEL, PACKS, ModelError, cached_path, pull, resolve
 from testtime.registry import describe_options

@@ -38,7 +38,7 @@ LAYERS: dict[str, set[str]] = {
     "verifiers": ENGINES | {"code"},
     "policy": LOW,
     "strategies": BELOW_STRATEGIES,
-    "diffusion": LOW,
+    "diffusion": LOW | {"models"},
     "tasks": {"types", "registry", "answers", "code"},
     "cli_errors": {"registry", "models", "backends", "tasks"},
     "eval": BELOW_EVAL,

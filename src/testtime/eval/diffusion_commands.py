@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from testtime.budget import Budget
+from testtime.cli_errors import USER_ERRORS, err, fail
 
 if TYPE_CHECKING:
     from testtime.diffusion.base import DiffusionProblem, ImageVerifier
@@ -48,7 +49,6 @@ class Setup:
 
 
 def _bar(quiet: bool) -> Progress:
-    from testtime.cli import err
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=err, disable=quiet)
@@ -122,7 +122,6 @@ def run(
     = False,
 ) -> None:
     """Run one search over a diffusion task and report verifier/judge scores and NFEs."""
-    from testtime.cli import USER_ERRORS, err, fail
     from testtime.diffusion.base import DiffusionError
     from testtime.diffusion.searches import make_search
     from testtime.eval.diffusion import run_unit
@@ -198,7 +197,6 @@ def sweep(
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Sweep searches × NFE budgets; write records.jsonl, curves.png, hacking.png, report.md."""
-    from testtime.cli import USER_ERRORS, fail
     from testtime.diffusion.base import DiffusionError
     from testtime.diffusion.searches import make_search
     from testtime.eval.diffusion import SweepSpec, write_report
