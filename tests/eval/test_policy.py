@@ -129,9 +129,14 @@ def test_report_says_when_the_probe_found_no_cut() -> None:
 def test_cli_fit_policy_then_report_with_it(synthetic_store: Path, tmp_path: Path) -> None:
     policy = tmp_path / "policy.json"
     res = runner.invoke(app, ["fit-policy", str(synthetic_store), "--out", str(policy),
-                              "--budgets", "100,400,800"])
+                              "--budgets", "100,400,800", "--folds", "4", "--inner", "2"])
     assert res.exit_code == 0, res.output
-    assert set(json.loads(policy.read_text())["budgets"]) == {"100", "400", "800"}
+    fitted = json.loads(policy.read_text())
+    assert set(fitted["budgets"]) == {"100", "400", "800"}
+    assert len(fitted["train"]) == 40 and fitted["heldout"] == []
+    assert "40 problems, 4 folds" in res.output
+    assert res.output.strip().splitlines()[-1].startswith(
+        "share of SC@16 tokens at which the policy is non-inferior: not measured (40 problems")
     res = runner.invoke(app, ["report", str(synthetic_store), "--out", str(tmp_path / "r"),
                               "--policy", str(policy)])
     assert res.exit_code == 0, res.output

@@ -142,15 +142,16 @@ def fit_policy_cmd(
     statistic: Annotated[str, typer.Option(help="probe statistic: agreement or score")]
     = "agreement",
     budgets: Annotated[str | None, typer.Option(
-        help="comma-separated budgets per problem in --unit (default: fractions of the "
-             "largest sampling configuration's cost)")] = None,
+        help="comma-separated budgets per problem in --unit (default: shares of the most "
+             "expensive sampling configuration's cost, from costs alone)")] = None,
     unit: Annotated[str, typer.Option(
         help="what a budget counts: tokens (generated + verifier), flops or seconds")]
     = "tokens",
-    holdout: Annotated[float, typer.Option(min=0.05, max=0.95,
-                                           help="share of problems held out from fitting")]
-    = 0.5,
-    seed: Annotated[int, typer.Option(help="split seed")] = 0,
+    folds: Annotated[int, typer.Option(min=2, help="cross-fitting folds of the evaluation")]
+    = 5,
+    inner: Annotated[int, typer.Option(
+        min=0, help="inner folds choosing each fold's headline budget (0: the largest)")] = 4,
+    seed: Annotated[int, typer.Option(help="fold assignment seed")] = 0,
     prompt_length: Annotated[bool, typer.Option(
         help="also split every bin by question length (a cheap prompt feature)")] = False,
     prior: Annotated[float | None, typer.Option(
@@ -161,8 +162,17 @@ def fit_policy_cmd(
              "the sweep) [default: the pool with the cheapest samples]")] = None,
 ) -> None:
     """Fit, per difficulty bin and budget, the best configuration of every strategy the sweep
-    ran (sampling at each k, early-stop, beam, revision, ...); write policy JSON."""
-    from testtime.eval.policy import PRIOR, fit_policy
+    ran (sampling at each k, early-stop, beam, revision, ...) on every problem; write policy
+    JSON; then judge the same fit rule by cross-fitting (each problem scored once while held
+    out, paired intervals against SC@16 and greedy decoding)."""
+    from testtime.eval.crossfit import (
+        CrossFitter,
+        budget_grid,
+        complete_problems,
+        headline,
+        report_lines,
+    )
+    from testtime.eval.policy import PRIOR, FitRule
 
     if statistic not in ("agreement", "score"):
         fail(f"--statistic must be agreement or score, not {statistic!r}")
@@ -172,16 +182,19 @@ def fit_policy_cmd(
         levels = [float(b) for b in budgets.split(",")] if budgets else None
     except ValueError:
         fail(f"--budgets must be numbers separated by commas, not {budgets!r}")
+    rule = FitRule(probe_k=probe_k, bins=bins,
+                   statistic="score" if statistic == "score" else "agreement",
+                   feature="prompt_chars" if prompt_length else None,
+                   prior=PRIOR if prior is None else prior, probe=probe,
+                   unit=unit)  # type: ignore[arg-type]
     try:
         with ResultStore(store, create=False) as s:
             records = s.records()
-        policy = fit_policy(records, probe_k=probe_k, bins=bins,
-                            statistic="score" if statistic == "score" else "agreement",
-                            budgets=levels, unit=unit,  # type: ignore[arg-type]
-                            holdout=holdout, seed=seed,
-                            feature="prompt_chars" if prompt_length else None,
-                            prior=PRIOR if prior is None else prior, probe=probe,
-                            source=str(store))
+        problems = complete_problems(records)
+        if not problems:
+            raise ValueError("the store has no problem with every pool of the sweep yet")
+        grid = levels or budget_grid(records, problems, rule.unit)
+        policy = rule.fit(records, problems, grid, source=str(store))
         policy.save(out)
     except USER_ERRORS as exc:
         fail(str(exc))
@@ -191,7 +204,17 @@ def fit_policy_cmd(
     for budget, row in policy.budgets.items():
         typer.echo(f"budget {budget:>8} {policy.unit}: " + ", ".join(
             f"bin {i + 1}: {c.label}" for i, c in enumerate(row)))
-    typer.echo(f"fitted on {len(policy.train)} problems, {len(policy.heldout)} held out → {out}")
+    typer.echo(f"fitted on all {len(policy.train)} problems → {out}")
+    try:
+        result = CrossFitter(records, lambda train, bs: rule.fit(records, train, bs),
+                             unit=rule.unit).run(problems, folds=folds, seed=seed,
+                                                 budgets=grid, inner=inner)
+    except ValueError as exc:
+        typer.echo(f"cross-fitted evaluation skipped: {exc}")
+        return
+    typer.echo("cross-fitted evaluation of this fit rule at these budgets:")
+    typer.echo("\n".join(report_lines(result)))
+    typer.echo(headline(result))
 
 
 def register(app: typer.Typer, *, remote_sweep: RemoteSweep | None = None) -> None:

@@ -419,3 +419,24 @@ def _most(scores: Scores) -> str:
     picks = list(scores.picked.values())
     return max(set(picks), key=picks.count) if picks else "-"
 
+
+def crossfit_markdown(result: CrossFit) -> list[str]:
+    """The cross-fitted comparison as markdown: the protocol, a row per budget, the headline."""
+    ps, n = result.problems, result.sc_n
+    sc_cost = result.sc.mean_cost(ps)
+    md = [f"{len(ps)} problems in {result.folds} folds: every choice is fitted on the training "
+          f"folds and each problem is scored once while held out. Intervals are paired 95% "
+          f"bootstrap intervals over problems; non-inferior means the lower end is at least "
+          f"-{MARGIN}. SC@{n} ({_most(result.sc)}): {result.sc.accuracy(ps):.3f} at "
+          f"{sc_cost:.0f} {result.unit}; greedy ({_most(result.greedy)}): "
+          f"{result.greedy.accuracy(ps):.3f} at {result.greedy.mean_cost(ps):.0f}.", "",
+          f"| budget | policy accuracy | {result.unit} | share of SC@{n} | vs SC@{n} | vs greedy "
+          f"| best fixed configuration | its accuracy | its share |", "|" + "---|" * 9]
+    for r in result.rows():
+        fixed = result.fixed[r["budget"]]
+        md.append(f"| {r['budget']:g} | {r['accuracy']:.3f} | {r['cost']:.0f} | "
+                  f"{r['share']:.3f} | {r['vs_sc']} | {r['vs_greedy']} | "
+                  f"{_most(fixed).replace('|', chr(92) + '|')} | {r['fixed_accuracy']:.3f} | "
+                  f"{r['fixed_cost'] / sc_cost:.3f} |")
+    return [*md, "", headline(result) + "."]
+

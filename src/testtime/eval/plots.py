@@ -118,3 +118,37 @@ def difficulty_figure(by_bin: Mapping[int, Sequence[ConfigStats]], path: Path, *
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def crossfit_figure(result: Any, path: Path) -> Path:
+    """Held-out accuracy against cost of a cross-fit (:class:`testtime.eval.crossfit.CrossFit`):
+    the policy and the best fixed configuration per budget, SC@n and greedy decoding, with the
+    non-inferiority band under SC@n."""
+    plt = _plt()
+    ps = result.problems
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for scores, fam, label in ((result.policy, "adaptive", "adaptive (policy)"),
+                               (result.fixed, "weighted", "best fixed configuration")):
+        xs = [max(scores[b].mean_cost(ps), 1e-9) for b in result.budgets]
+        ys = [scores[b].accuracy(ps) for b in result.budgets]
+        color, marker, _, _ = STYLE[fam]
+        ax.plot(xs, ys, marker=marker, color=color, label=label)
+    sc_acc = result.sc.accuracy(ps)
+    ax.axhspan(sc_acc - 0.05, sc_acc, color="tab:blue", alpha=0.1,
+               label="within 0.05 of SC@n (the margin)")
+    for scores, marker, label in ((result.sc, "o", f"SC@{result.sc_n}"),
+                                  (result.greedy, "*", "greedy decoding")):
+        ax.plot([max(scores.mean_cost(ps), 1e-9)], [scores.accuracy(ps)], marker=marker,
+                color="black", linestyle="", markersize=10, label=label)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(_ticks())
+    ax.set_xlabel(f"{result.unit} per problem (log scale)")
+    ax.set_ylabel("accuracy on held-out folds")
+    ax.set_title(f"Cross-fitted: {len(ps)} problems, {result.folds} folds")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+

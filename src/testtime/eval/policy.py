@@ -418,6 +418,14 @@ class FitRule:
     probe: str | None = None
     unit: Unit = "tokens"
 
+    @classmethod
+    def of(cls, policy: Policy) -> FitRule:
+        """The rule that fits policies like ``policy`` (its probe, statistic, bins, feature
+        and unit; the default prior)."""
+        return cls(probe_k=policy.probe_k, bins=len(policy.edges) + 1,
+                   statistic=policy.statistic, feature=policy.feature, probe=policy.probe,
+                   unit=policy.unit)
+
     def fit(self, records: Sequence[dict[str, Any]], train: Sequence[str],
             budgets: Sequence[float], source: str = "") -> Policy:
         """The policy fitted on exactly ``train`` at ``budgets``."""
