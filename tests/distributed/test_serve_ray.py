@@ -163,3 +163,36 @@ def test_samples_spread_over_engine_replicas_report_exact_usage(app: Deployed) -
     usage = body["usage"]
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     assert usage["completion_tokens"] == 4 * 4
+
+
+def stream_ends(url: str) -> str:
+    """How one streamed request ends: 'done' ([DONE] arrived) or 'cut' (it ended early)."""
+    body = {"model": "self-consistency:n=4", "stream": True,
+            "messages": [{"role": "user", "content": "2+2?"}]}
+    try:
+        with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=120,
+                          headers={"Authorization": "Bearer open"}) as response:
+            if response.status_code != 200:
+                return f"status {response.status_code}"
+            for line in response.iter_lines():
+                if line.strip() == "data: [DONE]":
+                    return "done"
+    except httpx.HTTPError:
+        return "cut"
+    return "cut"
+
+
+def test_killing_a_gateway_replica_ends_only_its_streams(app: Deployed) -> None:
+    gateways = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                if a["name"].startswith(f"SERVE_REPLICA::{APP}#gateway#")]
+    engines = set(engine_replica_actors())
+    assert len(gateways) == 2
+    with ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(stream_ends, app.url) for _ in range(6)]
+        time.sleep(0.5)  # every stream is open and waiting for its samples
+        ray.kill(ray.get_actor(gateways[0], namespace="serve"), no_restart=True)
+        ends = [f.result() for f in futures]
+    assert set(ends) <= {"done", "cut"}
+    assert ends.count("done") >= 1 and ends.count("cut") >= 1
+    assert set(engine_replica_actors()) == engines
+    assert ask(app.url, "open").status_code == 200
