@@ -109,10 +109,10 @@ def run_gateway(config: ServeConfig, address: str | None) -> None:
     """``testtime serve --ray``: deploy on the cluster at ``address`` (None: a local one on
     127.0.0.1) and serve until SIGINT or SIGTERM."""
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     with ray_session(address, num_cpus=config.ray.num_cpus, num_gpus=config.ray.num_gpus), \
             deploy(config) as app:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which sets its own
+            signal.signal(sig, lambda *_: stop.set())
         print(f"serving on Ray at {app.url} ({config.ray.gateway.most} gateway, "
               f"{config.ray.engine.most} engine replicas); stop with SIGTERM or Ctrl-C",
               flush=True)
