@@ -232,7 +232,7 @@ def engine_serve_cmd(
 
 
 eval_commands.register(app, remote_sweep=distributed_commands.run_on_ray)
-serve_commands.register(app)
+serve_commands.register(app, ray_serve=distributed_commands.serve_on_ray)
 distributed_commands.register(app)
 diffusion_commands.register(app)
 

@@ -11,6 +11,8 @@ import pytest
 # Read by Ray at import: every address Ray detects by itself is then the loopback one.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Serve's proxy spreads requests over every gateway replica, not only those on its node.
+os.environ.setdefault("RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING", "0")
 os.environ.setdefault("TESTTIME_CACHE", "/tmp/ttcache")
 
 ray = pytest.importorskip("ray")

@@ -16,7 +16,9 @@ from testtime.serve.api import router
 from testtime.serve.config import ConfigError, ServeConfig
 from testtime.serve.errors import ApiError, install_handlers
 from testtime.serve.gateway import Gateway
+from testtime.serve.metrics import Metrics
 from testtime.serve.middleware import GatewayMiddleware
+from testtime.serve.protection import GuardFactory, KeyGuard
 from testtime.serve.routing import Router
 
 log = logging.getLogger("testtime.serve")
@@ -32,8 +34,11 @@ def upstream_name(config: ServeConfig, backend: Backend) -> str:
     return backend.name
 
 
-def create_app(config: ServeConfig, backend: Backend | None = None) -> FastAPI:
-    """Build the gateway app; a given ``backend`` is used as is and not closed on shutdown."""
+def create_app(config: ServeConfig, backend: Backend | None = None, *,
+               metrics: Metrics | None = None, guard: GuardFactory = KeyGuard) -> FastAPI:
+    """Build the gateway app; a given ``backend`` is used as is and not closed on shutdown.
+
+    ``metrics`` and ``guard`` replace this process's own counts (see ``Gateway``)."""
     owned = backend is None
     engine = backend if backend is not None else make_backend(config.backend)
     try:
@@ -42,7 +47,7 @@ def create_app(config: ServeConfig, backend: Backend | None = None) -> FastAPI:
         raise ConfigError(f"invalid strategy in config: {exc.message}") from None
     except PolicyError as exc:
         raise ConfigError(f"invalid policy in config: {exc}") from None
-    gw = Gateway(config, engine, routes)
+    gw = Gateway(config, engine, routes, metrics=metrics, guard=guard)
     logs.configure(config.log_level)
 
     @asynccontextmanager

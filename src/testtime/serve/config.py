@@ -87,6 +87,52 @@ class ReasoningPreset(BaseModel):
         return value
 
 
+class ReplicaConfig(BaseModel):
+    """How many replicas of one Ray Serve deployment run, and what each one is given."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_replicas: int = Field(default=1, ge=1, description="fixed replica count")
+    min_replicas: int | None = Field(default=None, ge=0,
+                                     description="autoscaling lower bound (with max_replicas)")
+    max_replicas: int | None = Field(default=None, ge=1, description="autoscaling upper bound")
+    num_cpus: float = Field(default=1.0, ge=0, description="CPUs reserved per replica")
+    num_gpus: float = Field(default=0.0, ge=0, description="GPUs reserved per replica")
+    max_ongoing_requests: int = Field(default=16, ge=1,
+                                      description="calls one replica serves at once")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ReplicaConfig:
+        if (self.min_replicas is None) != (self.max_replicas is None):
+            raise ValueError("set both min_replicas and max_replicas, or neither")
+        if self.min_replicas is not None and self.max_replicas is not None \
+                and self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas is above max_replicas")
+        return self
+
+    @property
+    def most(self) -> int:
+        """The largest number of replicas this deployment may have."""
+        return self.max_replicas if self.max_replicas is not None else self.num_replicas
+
+
+class RayServeConfig(BaseModel):
+    """The ``[serve.ray]`` table: replicas of the gateway and of the engine on Ray Serve."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gateway: ReplicaConfig = Field(default_factory=lambda: ReplicaConfig(
+        num_replicas=2, num_cpus=0.5, max_ongoing_requests=64))
+    engine: ReplicaConfig = Field(default_factory=ReplicaConfig)
+    engine_retries: int = Field(default=2, ge=0,
+                                description="times a call is retried on another engine "
+                                            "replica when the one serving it dies")
+    num_cpus: int | None = Field(default=None, ge=1,
+                                 description="CPUs of a local cluster (default: all)")
+    num_gpus: int | None = Field(default=None, ge=0,
+                                 description="GPUs of a local cluster (default: detected)")
+
+
 DEFAULT_VERIFIERS = ["confidence", "judge", "judge-select", "rpc"]
 
 
@@ -145,6 +191,8 @@ class ServeConfig(BaseModel):
     queue_timeout: float = Field(default=30.0, gt=0)
     request_timeout: float = Field(default=300.0, gt=0)
     log_level: str = "INFO"
+    ray: RayServeConfig = Field(default_factory=RayServeConfig,
+                                description="replicas and resources under `serve --ray`")
 
     @field_validator("allowed_verifiers")
     @classmethod

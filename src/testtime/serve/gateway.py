@@ -26,7 +26,7 @@ from testtime.registry import SpecError
 from testtime.serve.config import ServeConfig
 from testtime.serve.errors import ApiError
 from testtime.serve.metrics import Metrics
-from testtime.serve.protection import Caller, KeyGuard, Limiter
+from testtime.serve.protection import Caller, GuardFactory, KeyGuard, Limiter
 from testtime.serve.routing import Router
 from testtime.strategies.base import Context, StrategySettings, open_context, strategies
 from testtime.strategies.voting import tally
@@ -152,14 +152,19 @@ class Job:
 
 
 class Gateway:
-    """Holds the backend, router, key guard, limiter and metrics of one running server."""
+    """Holds the backend, router, key guard, limiter and metrics of one running server.
 
-    def __init__(self, config: ServeConfig, backend: Backend, router: Router) -> None:
+    ``metrics`` and ``guard`` (a KeyGuard class or factory) default to this process's own; a
+    gateway replicated on Ray passes ones whose counts are shared by every replica.
+    """
+
+    def __init__(self, config: ServeConfig, backend: Backend, router: Router,
+                 metrics: Metrics | None = None, guard: GuardFactory = KeyGuard) -> None:
         self.config = config
         self.backend = backend
         self.router = router
-        self.metrics = Metrics()
-        self.guard = KeyGuard(config.keys(), on_refuse=self.refused)
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.guard = guard(config.keys(), on_refuse=self.refused)
         self.limiter = Limiter(config.max_concurrency, config.max_queue, config.queue_timeout)
         self.started = time.time()
         self.metrics.gauge("testtime_gateway_requests_running", "Requests running a strategy.",

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 from testtime.serve.config import KeyConfig
 from testtime.serve.errors import ApiError
@@ -246,6 +246,15 @@ class Limiter:
             yield
         finally:
             lease.release()
+
+
+class GuardFactory(Protocol):
+    """Builds the KeyGuard of a gateway (``KeyGuard`` itself, or a shared one)."""
+
+    def __call__(self, keys: dict[str, KeyConfig], *,
+                 on_refuse: Callable[[str, str], None] | None = None) -> KeyGuard:
+        """A guard over ``keys`` reporting refusals to ``on_refuse``."""
+        ...
 
 
 class Lease:
