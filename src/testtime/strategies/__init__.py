@@ -20,6 +20,7 @@ from testtime.strategies.mcts import MCTS
 from testtime.strategies.multi_temperature import MultiTemperature
 from testtime.strategies.no_thinking import NoThinking
 from testtime.strategies.particle_filter import ParticleFilter
+from testtime.strategies.program import Program, ProgramThoughts
 from testtime.strategies.revision import Revision
 from testtime.strategies.self_consistency import SelfConsistency
 from testtime.strategies.short_m import ShortM
@@ -43,6 +44,8 @@ __all__ = [
     "MultiTemperature",
     "NoThinking",
     "ParticleFilter",
+    "Program",
+    "ProgramThoughts",
     "Revision",
     "SelfConsistency",
     "ShortM",

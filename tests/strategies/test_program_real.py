@@ -1,0 +1,39 @@
+"""Programs as thoughts on the real Qwen2.5-Coder-0.5B: the answer is the sandbox's output."""
+
+from __future__ import annotations
+
+import pytest
+
+from testtime.backends.embedded import EmbeddedBackend
+from testtime.code.extract import extract_code
+from testtime.code.programs import run_program
+from testtime.code.sandbox import available
+from testtime.strategies import Program
+from testtime.strategies.base import open_context
+from testtime.strategies.program import program_answer
+from testtime.types import Problem
+
+pytestmark = [pytest.mark.model, pytest.mark.slow,
+              pytest.mark.skipif(not (available("namespace") or available("userns")),
+                                 reason="needs a real sandbox (root or user namespaces)")]
+
+PROBLEM = Problem(id="pencils", reference="29", question=(
+    "Pencils cost 3 dollars each. Maya buys 7 pencils and pays with a 50 dollar bill. "
+    "How much change does she get?"))
+
+
+async def test_a_program_samples_answer_is_what_the_sandbox_printed(
+        qwen05: EmbeddedBackend) -> None:
+    strategy = Program(n=2, temperature=0.0, max_tokens=160)
+    result = await strategy.run(PROBLEM, open_context(strategy, qwen05, seed=1))
+    assert result.usage.sandbox_runs == 2 and result.usage.sandbox_seconds > 0
+    assert result.usage.calls == 1 and result.usage.generated_tokens > 0
+    for candidate in result.candidates:
+        reply = candidate.completion.text
+        shown = candidate.text.split("```output\n")[-1].removesuffix("\n```")
+        again = run_program(extract_code(reply))
+        assert candidate.answer == program_answer(again)
+        assert again.result is None or again.result in shown
+    answered = [c for c in result.candidates if c.answer is not None]
+    assert answered, [c.text for c in result.candidates]
+    assert result.answer == answered[0].answer
