@@ -8,9 +8,10 @@ from testtime.backends.embedded import EmbeddedBackend
 from testtime.code.extract import extract_code
 from testtime.code.programs import run_program
 from testtime.code.sandbox import available
-from testtime.strategies import Program
+from testtime.strategies import CrossCheck, Program
 from testtime.strategies.base import open_context
 from testtime.strategies.program import program_answer
+from testtime.tasks.base import MATH_INSTRUCTION, MATH_SYSTEM
 from testtime.types import Problem
 
 pytestmark = [pytest.mark.model, pytest.mark.slow,
@@ -37,3 +38,19 @@ async def test_a_program_samples_answer_is_what_the_sandbox_printed(
     answered = [c for c in result.candidates if c.answer is not None]
     assert answered, [c.text for c in result.candidates]
     assert result.answer == answered[0].answer
+
+
+async def test_cross_check_votes_across_traces_and_programs(qwen05: EmbeddedBackend) -> None:
+    problem = PROBLEM.model_copy(update={"system": MATH_SYSTEM, "instruction": MATH_INSTRUCTION})
+    strategy = CrossCheck(n=2, programs=2, temperature=0.7, max_tokens=200)
+    result = await strategy.run(problem, open_context(strategy, qwen05, seed=2))
+    assert result.usage.calls == 2 and result.usage.sandbox_runs == 2
+    assert result.extra["kinds"] == ["trace", "trace", "program", "program"]
+    for candidate in result.candidates[2:]:
+        assert "```output\n" in candidate.text
+        assert candidate.answer == program_answer(run_program(extract_code(
+            candidate.completion.text)))
+    for answer, counts in result.extra["agreement"].items():
+        traces, programs = counts["traces"], counts["programs"]
+        assert result.votes[answer] == traces + programs + min(traces, programs)
+    assert result.answer == (next(iter(result.votes)) if result.votes else None)

@@ -12,6 +12,7 @@ from testtime.strategies.beam import BeamSearch, LookaheadSearch
 from testtime.strategies.best_of_n import BestOfN
 from testtime.strategies.budget_forcing import BudgetForcing
 from testtime.strategies.certainty_probe import CertaintyProbe
+from testtime.strategies.cross_check import CrossCheck
 from testtime.strategies.deepconf import DeepConf
 from testtime.strategies.dvts import DVTS
 from testtime.strategies.early_stop import EarlyStop
@@ -37,6 +38,7 @@ __all__ = [
     "BudgetForcing",
     "CertaintyProbe",
     "Context",
+    "CrossCheck",
     "DeepConf",
     "EarlyStop",
     "FirstFinish",
