@@ -1,4 +1,5 @@
-"""Programs as thoughts on the real Qwen2.5-Coder-0.5B: the answer is the sandbox's output."""
+"""Thinking with tools on the real Qwen2.5-Coder-0.5B: answers and traces hold the sandbox's
+output, and its runs are billed."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from testtime.backends.embedded import EmbeddedBackend
 from testtime.code.extract import extract_code
 from testtime.code.programs import run_program
 from testtime.code.sandbox import available
-from testtime.strategies import CrossCheck, Program
+from testtime.strategies import CrossCheck, Program, ToolIntegrated
 from testtime.strategies.base import open_context
 from testtime.strategies.program import program_answer
+from testtime.strategies.tool_integrated import pending_code
 from testtime.tasks.base import MATH_INSTRUCTION, MATH_SYSTEM
 from testtime.types import Problem
 
@@ -54,3 +56,20 @@ async def test_cross_check_votes_across_traces_and_programs(qwen05: EmbeddedBack
         traces, programs = counts["traces"], counts["programs"]
         assert result.votes[answer] == traces + programs + min(traces, programs)
     assert result.answer == (next(iter(result.votes)) if result.votes else None)
+
+
+async def test_a_tool_integrated_trace_pauses_runs_and_continues(
+        qwen05: EmbeddedBackend) -> None:
+    strategy = ToolIntegrated(n=1, temperature=0.0, max_calls=2, max_tokens=300)
+    result = await strategy.run(PROBLEM, open_context(strategy, qwen05, seed=3))
+    [trace] = result.candidates
+    runs = result.usage.sandbox_runs
+    assert 1 <= runs <= 2 and result.usage.sandbox_seconds > 0, trace.text
+    assert result.usage.calls == runs + 1
+    assert trace.text.count("```output\n") == runs
+    code = pending_code(trace.text.split("```output\n")[0].rstrip().removesuffix("```"))
+    assert code is not None
+    printed = run_program(code).feedback()
+    assert f"```output\n{printed}\n```\n" in trace.text
+    continued = trace.text.split(f"```output\n{printed}\n```\n", 1)[1]
+    assert continued.strip(), trace.text

@@ -26,6 +26,7 @@ from testtime.strategies.revision import Revision
 from testtime.strategies.self_consistency import SelfConsistency
 from testtime.strategies.short_m import ShortM
 from testtime.strategies.single import Single
+from testtime.strategies.tool_integrated import ToolIntegrated
 from testtime.strategies.voting import tally, vote
 from testtime.strategies.weighted_vote import WeightedVote
 
@@ -54,6 +55,7 @@ __all__ = [
     "Single",
     "Strategy",
     "StrategySettings",
+    "ToolIntegrated",
     "WeightedVote",
     "make_strategy",
     "strategies",

@@ -86,17 +86,10 @@ def shown_with_output(reply: str, run: ProgramRun) -> str:
     return f"{reply.rstrip()}\n\n```output\n{run.feedback()}\n```"
 
 
-class ProgramThoughts(StrategySettings):
-    """Samples are programs: :meth:`draw` samples them, runs each in the sandbox, repairs a
-    failed one once (``repair``), and answers with what it printed.
+class SandboxSettings(StrategySettings):
+    """A strategy that runs model-written code: the sandbox's limits, the operator's alone
+    (as for the code verifiers), and one way to run a batch of programs, billed."""
 
-    The sandbox's limits are the operator's alone, as for the code verifiers.
-    """
-
-    whole_replies: ClassVar[bool] = False
-
-    repair: bool = Field(default=False, description="show a failed program its traceback "
-                                                    "once and run the fix")
     timeout: Annotated[float, OPERATOR] = Field(default=5.0, gt=0, le=600,
                                                 description="wall seconds per program")
     cpu: Annotated[int, OPERATOR] = Field(default=5, ge=1, le=600,
@@ -116,6 +109,20 @@ class ProgramThoughts(StrategySettings):
     def check(self) -> None:
         """Raise (SandboxError) where no sandbox can run the programs."""
         resolve_mode(self.sandbox)
+
+    async def run_code(self, programs: Sequence[str], ctx: Context) -> list[ProgramRun]:
+        """Run ``programs`` in the sandbox, billed to the Context's ledger."""
+        return await ctx.execute(programs, self.limits, self.sandbox, self.parallel)
+
+
+class ProgramThoughts(SandboxSettings):
+    """Samples are programs: :meth:`draw` samples them, runs each in the sandbox, repairs a
+    failed one once (``repair``), and answers with what it printed."""
+
+    whole_replies: ClassVar[bool] = False
+
+    repair: bool = Field(default=False, description="show a failed program its traceback "
+                                                    "once and run the fix")
 
     def draw_prompt(self, problem: Problem) -> Prompt:
         """The program-of-thought prompt for the problem's question."""
@@ -140,8 +147,7 @@ class ProgramThoughts(StrategySettings):
 
     async def execute(self, drafts: Sequence[Candidate], ctx: Context) -> list[ProgramRun]:
         """Run each draft's program in the sandbox, billed to the Context's ledger."""
-        return await ctx.execute([extract_code(d.completion.text) for d in drafts],
-                                 self.limits, self.sandbox, self.parallel)
+        return await self.run_code([extract_code(d.completion.text) for d in drafts], ctx)
 
     async def _repair(self, prompt: Prompt, draft: Candidate, run: ProgramRun,
                       ctx: Context) -> Candidate | None:
