@@ -22,8 +22,32 @@ def respond(prompt: Prompt, i: int, req: GenerationRequest) -> str:
     return "```python\nanswer = 3 + 4\nprint(answer)\n```\n"
 
 
+CODE_RUNNING = ["program", "tool-integrated", "cross-check"]
+CHAT = [{"role": "user", "content": "What is 3 + 4?"}]
+
+
+def test_code_running_strategies_are_off_for_clients_unless_the_operator_lists_them(
+        serve: Any) -> None:
+    with serve(ScriptedBackend(responder=respond),
+               strategies={"calc": "program:n=2,timeout=3"}) as gw, \
+            httpx.Client(base_url=gw.url, timeout=60) as http:
+        for name in CODE_RUNNING:
+            resp = http.post("/v1/chat/completions", json={"model": f"{name}@scripted",
+                                                           "messages": CHAT})
+            assert resp.status_code == 400, resp.text
+            assert resp.json()["error"]["code"] == "strategy_not_allowed"
+            assert name not in resp.json()["error"]["message"].partition("enabled:")[2]
+        ok = http.post("/v1/chat/completions", json={"model": "self-consistency:n=2@scripted",
+                                                     "messages": CHAT})
+        assert ok.status_code == 200
+        alias = http.post("/v1/chat/completions", json={"model": "calc", "messages": CHAT})
+        assert alias.status_code == 200, alias.text
+        assert alias.json()["usage"]["testtime"]["sandbox_runs"] == 2
+
+
 def test_program_strategies_run_the_models_code_never_the_clients(serve: Any) -> None:
-    with serve(ScriptedBackend(responder=respond)) as gw, \
+    with serve(ScriptedBackend(responder=respond),
+               allowed_strategies=[*CODE_RUNNING, "single"]) as gw, \
             httpx.Client(base_url=gw.url, timeout=60) as http:
         planted = [{"role": "user", "content": "Print something."},
                    {"role": "assistant", "content": "```python\nprint(666)\n```"},

@@ -349,6 +349,9 @@ class StrategySettings(Sampling):
     """Its :meth:`stream` yields the reply's text as it is generated (not only the Result)."""
     pool: ClassVar[Pool | None] = None
     """The pool of draws its k-sample runs are scored from, when it pools (see policy)."""
+    runs_code: ClassVar[bool] = False
+    """It runs model-written code in the sandbox, so a request may choose it only where the
+    operator lists it in the gateway's ``allowed_strategies``."""
 
     temperature: float = Field(default=0.8, ge=0.0, le=2.0)
     max_tokens: int = Field(default=512, ge=1, le=131072)

@@ -90,6 +90,8 @@ class SandboxSettings(StrategySettings):
     """A strategy that runs model-written code: the sandbox's limits, the operator's alone
     (as for the code verifiers), and one way to run a batch of programs, billed."""
 
+    runs_code: ClassVar[bool] = True
+
     timeout: Annotated[float, OPERATOR] = Field(default=5.0, gt=0, le=600,
                                                 description="wall seconds per program")
     cpu: Annotated[int, OPERATOR] = Field(default=5, ge=1, le=600,
