@@ -22,7 +22,7 @@ from testtime.types import Generation, GenerationRequest, Piece, Prompt
 def prompt_estimate(prompt: Prompt) -> int:
     """A prompt's size in tokens, planned high: one token per two bytes, plus the template's."""
     text = "".join(f"{m.role}: {m.content}\n" for m in prompt.messages) + prompt.prefix
-    return len(text.encode()) // 2 + 8 * (len(prompt.messages) + 1)
+    return len(text.encode("utf-8", "surrogatepass")) // 2 + 8 * (len(prompt.messages) + 1)
 
 
 async def metered_generate(ledger: Ledger, backend: Any, req: GenerationRequest, *,

@@ -183,3 +183,15 @@ async def test_seconds_deadline_stops_a_strategy_between_steps() -> None:
         Problem(id="p", question="q"), ctx)
     assert result.budget_exhausted and result.budget_limit == "seconds"
     assert result.answer == "3" and 1 <= result.usage.calls < 400
+
+
+def test_sandbox_runs_are_recorded_apart_from_model_calls() -> None:
+    ledger = Ledger(budget=Budget(calls=1))
+    step = ledger.record_sandbox(3, 0.75)
+    assert (step.sandbox_runs, step.sandbox_seconds, step.counted_by) == (3, 0.75, ("sandbox",))
+    ledger.record_sandbox(1, 0.25)
+    usage = ledger.close()
+    assert (usage.sandbox_runs, usage.sandbox_seconds) == (4, 1.0)
+    assert usage.calls == 0 and usage.total_tokens == 0 and usage.sandbox_seconds_per_run == 0.25
+    ledger.check_after()
+    assert not ledger.exhausted

@@ -11,16 +11,18 @@ from hypothesis import strategies as st
 
 from testtime.backends.scripted import ScriptedBackend
 
-SCALARS = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(
-    max_size=30)
+SURROGATES = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+TEXT = st.text(max_size=30) | st.lists(SURROGATES | st.characters(), min_size=1,
+                                      max_size=8).map("".join)
+SCALARS = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | TEXT
 JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
                     | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=12)
 ROLES = st.sampled_from(["system", "user", "assistant", "developer", "tool", "robot", ""])
 MODELS = st.sampled_from(["scripted", "single@scripted", "self-consistency:n=2@scripted",
                           "best-of-n:n=2", "self-consistency:n=0", "beam:width=x", "@", ":",
-                          "single@", "nope", "self-consistency:n=[2", ""]) | st.text(max_size=40)
+                          "single@", "nope", "self-consistency:n=[2", ""]) | TEXT
 MESSAGE = st.fixed_dictionaries({"role": ROLES}, optional={
-    "content": st.text(max_size=40) | JSON | st.lists(st.fixed_dictionaries(
+    "content": st.text(max_size=40) | TEXT | JSON | st.lists(st.fixed_dictionaries(
         {"type": st.sampled_from(["text", "image_url", "x"])},
         optional={"text": st.text(max_size=20) | JSON}), max_size=3),
     "name": JSON})
@@ -38,7 +40,9 @@ COMPLETION = st.fixed_dictionaries({"model": MODELS | JSON},
                                    optional={"prompt": st.text(max_size=40)
                                              | st.lists(st.text(max_size=10), max_size=6)
                                              | JSON, **FIELDS})
-RAW = st.binary(max_size=200) | st.text(max_size=200).map(str.encode)
+RAW = st.binary(max_size=200) | st.text(max_size=200).map(str.encode) | TEXT.map(
+    lambda t: json.dumps({"model": "scripted", "messages": [{"role": "user", "content": t}]}
+                         ).encode())
 
 
 def check(resp: httpx.Response) -> None:

@@ -387,3 +387,35 @@ def test_client_mistakes_are_4xx_naming_the_param(serve: Any) -> None:
             "best-of-n:n=2,verifier=[judge:backend=***]")
         assert http.post("/v1/chat/completions", json=chat(
             "best-of-n:n=3,verifier=[judge:k=2,mode=sample]")).status_code == 200
+
+
+LONE_SURROGATES = [
+    ("/v1/chat/completions", r'{"model": "scripted", "messages": [{"role": "user", '
+     r'"content": "a\ud800b"}]}', "messages.0.content"),
+    ("/v1/chat/completions", r'{"model": "self-consistency:n=2@scripted", "stream": true, '
+     r'"messages": [{"role": "user", "content": "\udfff"}]}', "messages.0.content"),
+    ("/v1/chat/completions", r'{"model": "scripted", "messages": [{"role": "user", '
+     r'"content": [{"type": "text", "text": "x\udc00"}]}]}', "messages.0.content.0.text"),
+    ("/v1/chat/completions", r'{"model": "scripted", "stop": ["\ud800"], "messages": '
+     r'[{"role": "user", "content": "hi"}]}', "stop.0"),
+    ("/v1/chat/completions", r'{"model": "\ud800", "messages": []}', "model"),
+    ("/v1/chat/completions", r'{"model": "scripted", "messages": [], "\ud800": 1}', "body"),
+    ("/v1/completions", r'{"model": "scripted", "prompt": ["ok", "\ud83d"]}', "prompt.1"),
+]
+
+
+def test_lone_surrogates_are_a_clean_400(serve: Any) -> None:
+    from testtime.backends.scripted import ScriptedBackend
+
+    with serve(ScriptedBackend()) as gw, httpx.Client(base_url=gw.url, timeout=30) as http:
+        for path, body, param in LONE_SURROGATES:
+            resp = http.post(path, content=body.encode(),
+                             headers={"content-type": "application/json"})
+            assert resp.status_code == 400, (body, resp.text)
+            err = resp.json()["error"]
+            assert (err["code"], err["param"]) == ("invalid_encoding", param), body
+            assert "surrogate" in err["message"]
+        pair = http.post("/v1/chat/completions", content=(
+            br'{"model": "scripted", "messages": [{"role": "user", "content": "\ud83d\ude00 '
+            br'\\ud800 is only text"}]}'), headers={"content-type": "application/json"})
+        assert pair.status_code == 200, pair.text

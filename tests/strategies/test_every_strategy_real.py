@@ -45,6 +45,9 @@ SPECS = {
     "adaptive": "adaptive:policy={policy},budget=64",
     "deepconf": "deepconf:n=4,warmup=2,batch=2,window=4,max_tokens=24",
     "certainty-probe": "certainty-probe:n=2,probe_every=8,k=2,max_tokens=24",
+    "program": "program:n=2,select=weighted,max_tokens=48",
+    "cross-check": "cross-check:n=1,programs=1,max_tokens=48",
+    "tool-integrated": "tool-integrated:n=2,max_calls=1,max_tokens=48",
 }
 
 

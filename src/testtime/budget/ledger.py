@@ -262,6 +262,13 @@ class Ledger:
         self.add(step)
         return step
 
+    def record_sandbox(self, runs: int, seconds: float, counted_by: str = "sandbox") -> Usage:
+        """Record ``runs`` programs run in the code sandbox for the policy (a program sample,
+        a tool call), taking ``seconds`` of wall time in all, and return their Usage."""
+        step = Usage(sandbox_runs=runs, sandbox_seconds=seconds, counted_by=(counted_by,))
+        self.add(step)
+        return step
+
     def add(self, usage: Usage) -> None:
         """Add a usage that was measured elsewhere (e.g. a verifier run by a sub-process)."""
         with self._lock:

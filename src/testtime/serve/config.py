@@ -150,7 +150,8 @@ class ServeConfig(BaseModel):
     strategies: dict[str, str] = Field(default_factory=dict,
                                        description="alias → strategy spec, listed as models")
     allowed_strategies: list[str] | None = Field(
-        default=None, description="strategy names clients may ask for (default: all)")
+        default=None, description="strategy names clients may ask for (default: all but "
+        "those that run model-written code, which the operator lists to allow)")
     allowed_verifiers: list[str] = Field(
         default_factory=lambda: list(DEFAULT_VERIFIERS),
         description="verifier names a request's strategy spec may nest")
@@ -229,8 +230,14 @@ class ServeConfig(BaseModel):
 
     def client_rules(self) -> ClientRules:
         """What specs that arrive in requests may choose (the spec parser's client mode)."""
+        from testtime.strategies import strategies
+
+        allowed = self.allowed_strategies
+        if allowed is None:
+            allowed = [name for name in strategies.names()
+                       if not getattr(strategies.get(name), "runs_code", False)]
         return ClientRules(
-            allowed={"strategy": self.allowed_strategies, "verifier": self.allowed_verifiers},
+            allowed={"strategy": allowed, "verifier": self.allowed_verifiers},
             limits={k: v.bound() for k, v in self.client_limits.items()})
 
 

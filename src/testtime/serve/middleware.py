@@ -1,4 +1,5 @@
-"""ASGI middleware: request ids, the request size limit, access logs and request metrics."""
+"""ASGI middleware: request ids, the request size limit, text that is not Unicode, access logs
+and request metrics."""
 
 from __future__ import annotations
 
@@ -17,6 +18,44 @@ from testtime.serve.metrics import Metrics
 log = logging.getLogger("testtime.serve")
 ENDPOINTS = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"}
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def lone_surrogate(body: bytes) -> str | None:
+    """Where a JSON body holds a lone UTF-16 surrogate (``"\\ud800"``), as a dotted path.
+
+    Such a string is valid JSON but not Unicode text: it cannot be encoded to UTF-8, so no
+    tokenizer, engine or log line can take it. Returns None for anything else (including a
+    body that is not JSON, which the endpoint refuses itself).
+    """
+    if not _SURROGATE_ESCAPE.search(body):
+        return None
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    stack: list[tuple[object, tuple[str, ...]]] = [(value, ())]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if not _encodes(item):
+                return ".".join(path) or "body"
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                if not _encodes(key):
+                    return ".".join(path) or "body"
+                stack.append((inner, (*path, key)))
+        elif isinstance(item, list):
+            stack.extend((inner, (*path, str(i))) for i, inner in enumerate(item))
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class GatewayMiddleware:
@@ -55,6 +94,12 @@ class GatewayMiddleware:
                 await self._reject(send_tagged, 413, f"request body exceeds {self.max_body} "
                                    "bytes", "request_too_large")
                 return
+            where = lone_surrogate(body)
+            if where is not None:
+                await self._reject(send_tagged, 400, f"{where}: text holds a lone UTF-16 "
+                                   "surrogate (such as \\ud800), which is not Unicode; send "
+                                   "UTF-8 text", "invalid_encoding", where)
+                return
             await self.app(scope, _replay(body, receive), send_tagged)
         finally:
             seconds = time.monotonic() - started
@@ -84,8 +129,9 @@ class GatewayMiddleware:
         return b"".join(chunks)
 
     @staticmethod
-    async def _reject(send: Send, status: int, message: str, code: str) -> None:
-        payload = json.dumps(error_body(status, message, code)).encode()
+    async def _reject(send: Send, status: int, message: str, code: str,
+                      param: str | None = None) -> None:
+        payload = json.dumps(error_body(status, message, code, param)).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(payload)).encode()),

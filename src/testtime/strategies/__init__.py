@@ -12,6 +12,7 @@ from testtime.strategies.beam import BeamSearch, LookaheadSearch
 from testtime.strategies.best_of_n import BestOfN
 from testtime.strategies.budget_forcing import BudgetForcing
 from testtime.strategies.certainty_probe import CertaintyProbe
+from testtime.strategies.cross_check import CrossCheck
 from testtime.strategies.deepconf import DeepConf
 from testtime.strategies.dvts import DVTS
 from testtime.strategies.early_stop import EarlyStop
@@ -20,10 +21,12 @@ from testtime.strategies.mcts import MCTS
 from testtime.strategies.multi_temperature import MultiTemperature
 from testtime.strategies.no_thinking import NoThinking
 from testtime.strategies.particle_filter import ParticleFilter
+from testtime.strategies.program import Program, ProgramThoughts
 from testtime.strategies.revision import Revision
 from testtime.strategies.self_consistency import SelfConsistency
 from testtime.strategies.short_m import ShortM
 from testtime.strategies.single import Single
+from testtime.strategies.tool_integrated import ToolIntegrated
 from testtime.strategies.voting import tally, vote
 from testtime.strategies.weighted_vote import WeightedVote
 
@@ -36,6 +39,7 @@ __all__ = [
     "BudgetForcing",
     "CertaintyProbe",
     "Context",
+    "CrossCheck",
     "DeepConf",
     "EarlyStop",
     "FirstFinish",
@@ -43,12 +47,15 @@ __all__ = [
     "MultiTemperature",
     "NoThinking",
     "ParticleFilter",
+    "Program",
+    "ProgramThoughts",
     "Revision",
     "SelfConsistency",
     "ShortM",
     "Single",
     "Strategy",
     "StrategySettings",
+    "ToolIntegrated",
     "WeightedVote",
     "make_strategy",
     "strategies",

@@ -24,6 +24,8 @@ from testtime.backends.base import Backend
 from testtime.budget import Budget, Ledger
 from testtime.chat import canonical_calls, parse_tool_calls, split_reasoning
 from testtime.code.extract import extract_code
+from testtime.code.programs import ProgramRun, run_program
+from testtime.code.sandbox import Limits, Mode
 from testtime.metered import metered_generate, metered_stream
 from testtime.policy.pools import Pool
 from testtime.registry import Nested, Registry, build
@@ -128,6 +130,22 @@ class Context:
                     return
                 if item.text:
                     yield item.text
+
+    async def execute(self, programs: Sequence[str], limits: Limits, mode: Mode = "auto",
+                      parallel: int = 4) -> list[ProgramRun]:
+        """Run model-written ``programs`` in the code sandbox (``parallel`` at once, off the
+        event loop) and bill their runs and wall seconds to the ledger. A program that fails
+        (raises, loops, floods its output, crashes) gives a failed run, never an error."""
+        gate = asyncio.Semaphore(max(1, parallel))
+
+        async def one(source: str) -> ProgramRun:
+            async with gate:
+                return await asyncio.to_thread(run_program, source, limits, mode)
+
+        runs = await asyncio.gather(*(one(p) for p in programs))
+        if runs:
+            self.ledger.record_sandbox(len(runs), sum(r.seconds for r in runs))
+        return list(runs)
 
     async def delegate(self, strategy: Strategy, problem: Problem) -> Result:
         """Run ``strategy`` on this Context (same ledger, seeds, offers and caller options),
@@ -331,6 +349,9 @@ class StrategySettings(Sampling):
     """Its :meth:`stream` yields the reply's text as it is generated (not only the Result)."""
     pool: ClassVar[Pool | None] = None
     """The pool of draws its k-sample runs are scored from, when it pools (see policy)."""
+    runs_code: ClassVar[bool] = False
+    """It runs model-written code in the sandbox, so a request may choose it only where the
+    operator lists it in the gateway's ``allowed_strategies``."""
 
     temperature: float = Field(default=0.8, ge=0.0, le=2.0)
     max_tokens: int = Field(default=512, ge=1, le=131072)
