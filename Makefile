@@ -30,8 +30,8 @@ setup-dev: $(BIN)/python
 		|| echo "warning: no chromium/chromedriver: the report's browser test will be skipped"
 
 # A first look in minutes: one sample vs the majority of 5 on the same 16 problems. One problem
-# at a time, so the seed reproduces every sample (several in flight share the engine's batches,
-# whose CPU kernels sum in an order that depends on the batch: docs/backends.md).
+# at a time and no prompt cache, so every call is computed in the same batches and the seed
+# reproduces its samples (docs/backends.md, "What a seed reproduces").
 DEMO_TASK ?= arith:level=3+4
 DEMO_LIMIT ?= 16
 DEMO_STRATEGY ?= self-consistency:n=5,max_tokens=256
@@ -39,7 +39,7 @@ DEMO_STRATEGY ?= self-consistency:n=5,max_tokens=256
 demo: setup
 	$(BIN)/testtime pull $(MODEL)
 	$(BIN)/testtime run --task $(DEMO_TASK) --limit $(DEMO_LIMIT) --strategy $(DEMO_STRATEGY) \
-		--backend embedded:$(MODEL) --seed 0 --concurrency 1 --out runs/demo.jsonl
+		--backend embedded:$(MODEL),cache=false --seed 0 --concurrency 1 --out runs/demo.jsonl
 
 test: setup-dev
 	$(BIN)/testtime pull smollm2-135m

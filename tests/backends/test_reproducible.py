@@ -1,6 +1,5 @@
 """A seeded run on a fresh embedded engine reproduces its records exactly when its problems
-run one at a time (docs/backends.md says what varies when several share the engine's
-batches)."""
+run one at a time with the prompt cache off (docs/backends.md says what varies otherwise)."""
 
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ async def test_a_seeded_run_one_problem_at_a_time_reproduces_its_samples() -> No
     spec = "self-consistency:n=4,max_tokens=48"
     texts = []
     for _ in range(2):
-        backend = EmbeddedBackend(model="smollm2-135m", slots=8, ctx=512,
+        backend = EmbeddedBackend(model="smollm2-135m", slots=8, ctx=512, cache=False,
                                   threads=int(os.environ.get("TESTTIME_THREADS", 2)))
         backend.start()
         try:
