@@ -212,3 +212,11 @@ def test_two_sampling_pools_keep_apart_in_the_fitted_table() -> None:
     assert row["self-consistency:n=4"][0] < row["self-consistency:n=4,temperature=0.3"][0] == 1.0
     assert all(policy.measured(b, c) is not None
                for b, c in enumerate(policy.budgets["300"], start=1))
+
+
+def test_each_vote_family_is_scored_as_the_strategy_that_samples_plain_chains_of_thought() -> None:
+    """Program samples are not chains of thought: no other strategy may claim their pools."""
+    from testtime.policy import spec_of_family
+
+    assert [spec_of_family(f) for f in ("majority", "weighted", "best-of", "no-thinking")] == [
+        "self-consistency", "weighted-vote", "best-of-n", "no-thinking"]

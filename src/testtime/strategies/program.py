@@ -175,7 +175,7 @@ class Program(ProgramThoughts):
     printed wins (``select=majority``, self-consistency over programs), or the best-scored one
     (``best``), or the answer with the most verifier score (``weighted``)."""
 
-    pool: ClassVar[Pool | None] = Pool("majority")
+    pool: ClassVar[Pool | None] = None
     uses_verifier: ClassVar[bool] = True
     default_verifier: ClassVar[str | None] = "confidence"
 
