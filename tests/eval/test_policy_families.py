@@ -216,7 +216,8 @@ def test_two_sampling_pools_keep_apart_in_the_fitted_table() -> None:
 
 def test_each_vote_family_is_scored_as_the_strategy_that_samples_plain_chains_of_thought() -> None:
     """Program samples are not chains of thought: no other strategy may claim their pools."""
-    from testtime.policy import spec_of_family
+    from testtime.policy import pools
 
-    assert [spec_of_family(f) for f in ("majority", "weighted", "best-of", "no-thinking")] == [
-        "self-consistency", "weighted-vote", "best-of-n", "no-thinking"]
+    assert {name: pool.family for name, pool in pools().items()} == {
+        "self-consistency": "majority", "weighted-vote": "weighted", "best-of-n": "best-of",
+        "no-thinking": "no-thinking"}

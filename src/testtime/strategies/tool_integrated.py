@@ -63,7 +63,7 @@ class ToolIntegrated(SandboxSettings):
     then vote over their final answers."""
 
     whole_replies: ClassVar[bool] = False
-    pool: ClassVar[Pool | None] = Pool("majority")
+    pool: ClassVar[Pool | None] = None
 
     n: int = Field(default=4, ge=1, le=4096)
     max_calls: int = Field(default=3, ge=0, le=16, description="code runs per trace")
