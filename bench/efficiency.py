@@ -45,8 +45,9 @@ from typing import Any
 import numpy as np
 from rich.progress import Progress
 
-from testtime.answers import is_correct
+from testtime.answers import extract_answer, is_correct
 from testtime.backends.embedded import EmbeddedBackend
+from testtime.confidence import token_scores, trace_confidence
 from testtime.eval.crossfit import MARGIN, MIN_PROBLEMS, Paired, Scores, assign_folds, paired
 from testtime.eval.plots import accuracy_figure
 from testtime.eval.replay import ReplayBackend
@@ -201,6 +202,33 @@ async def run_settings(problems: list[Problem], pools: dict[str, Any], engine: E
     return results
 
 
+SIGNALS = {"shorter trace": lambda scores: -float(len(scores)),
+           "mean confidence": lambda scores: trace_confidence(scores, "mean"),
+           "lowest window (32)": lambda scores: trace_confidence(scores, "lowest-window", 32),
+           "bottom 10% (32)": lambda scores: trace_confidence(scores, "bottom", 32, 0.1),
+           "tail (32)": lambda scores: trace_confidence(scores, "tail", 32)}
+
+
+def separation(problems: list[Problem], pool: dict[str, Any]) -> dict[str, float]:
+    """Per trace signal, the mean over problems of P(a right trace scores above a wrong one);
+    a trace cut at ``max_tokens`` with no marked answer is wrong. A diagnostic over all
+    problems: nothing is chosen by it."""
+    aucs: dict[str, list[float]] = {name: [] for name in SIGNALS}
+    for p in problems:
+        rows = []
+        for c in pool[p.id]["samples"]:
+            scores = token_scores(c["logprobs"], c["top_logprobs"])
+            answer = extract_answer(c["text"], marked_only=c["finish_reason"] == "length")
+            rows.append((is_correct(answer, p.reference),
+                         {name: f(scores) for name, f in SIGNALS.items()}))
+        right = [r[1] for r in rows if r[0]]
+        wrong = [r[1] for r in rows if not r[0]]
+        for name in SIGNALS if right and wrong else ():
+            wins = [(a[name] > b[name]) + 0.5 * (a[name] == b[name]) for a in right for b in wrong]
+            aucs[name].append(sum(wins) / len(wins))
+    return {name: float(np.mean(v)) for name, v in aucs.items() if v}
+
+
 def scores_of(rows: dict[str, dict[str, float]], cost: str = "generated_tokens") -> Scores:
     """One setting's per-problem outcomes as ``Scores`` under ``cost``."""
     out = Scores()
@@ -351,6 +379,11 @@ async def main(args: argparse.Namespace) -> float:
     pools = await draw_pools(problems, engine, args)
     results = await run_settings(problems, pools, engine, args)
     await engine.close()
+    for t in args.temperatures:
+        auc = separation(problems, pools[pool_key(args, t)])
+        print(f"T={t:g}: how well a trace's signal tells its right from its wrong traces within "
+              "a problem (mean AUC; 0.5 is chance): "
+              + ", ".join(f"{k} {v:.3f}" for k, v in auc.items()))
     held = crossfit(problems, results, args)
     share = report(held, len(problems), args)
     if args.plot is not None:
