@@ -40,6 +40,27 @@ COMPLETION = st.fixed_dictionaries({"model": MODELS | JSON},
                                    optional={"prompt": st.text(max_size=40)
                                              | st.lists(st.text(max_size=10), max_size=6)
                                              | JSON, **FIELDS})
+PART = st.fixed_dictionaries({"type": st.sampled_from(["input_text", "output_text", "refusal",
+                                                     "input_image", "x"])},
+                             optional={"text": TEXT | JSON, "refusal": TEXT | JSON})
+ITEM = st.fixed_dictionaries({}, optional={
+    "type": st.sampled_from(["message", "function_call", "function_call_output", "reasoning",
+                             "item_reference", "web_search_call"]) | JSON,
+    "role": ROLES | JSON, "content": TEXT | st.lists(PART, max_size=3) | JSON,
+    "call_id": TEXT | JSON, "name": st.sampled_from(["get_weather", ""]) | JSON,
+    "arguments": st.sampled_from(['{"city": "Paris"}', "{", ""]) | JSON,
+    "output": TEXT | st.lists(PART, max_size=2) | JSON})
+TOOL = st.fixed_dictionaries({"type": st.sampled_from(["function", "web_search"]) | JSON},
+                             optional={"name": st.sampled_from(["get_weather", "bad name"])
+                                       | JSON, "parameters": JSON})
+RESPONSES = st.fixed_dictionaries({"model": MODELS | JSON}, optional={
+    "input": TEXT | st.lists(ITEM, max_size=4) | JSON, "instructions": TEXT | JSON,
+    "max_output_tokens": JSON | st.integers(-1, 20), "temperature": FIELDS["temperature"],
+    "stream": FIELDS["stream"], "tools": st.lists(TOOL, max_size=2) | JSON,
+    "tool_choice": st.sampled_from(["auto", "required", "none"]) | JSON,
+    "reasoning": JSON | st.fixed_dictionaries({}, optional={"effort": TEXT | JSON}),
+    "text": JSON | st.fixed_dictionaries({"format": JSON}), "metadata": JSON,
+    "previous_response_id": JSON, "include": JSON, "testtime": FIELDS["testtime"]})
 RAW = st.binary(max_size=200) | st.text(max_size=200).map(str.encode) | TEXT.map(
     lambda t: json.dumps({"model": "scripted", "messages": [{"role": "user", "content": t}]}
                          ).encode())
@@ -56,17 +77,22 @@ def test_fuzzed_requests_never_5xx(serve: Any) -> None:
     with serve(backend, max_choices=4, request_budget="tokens=256") as gw, \
             httpx.Client(base_url=gw.url, timeout=30) as http:
 
-        @settings(max_examples=250, deadline=None,
+        @settings(max_examples=360, deadline=None,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-        @given(path=st.sampled_from(["/v1/chat/completions", "/v1/completions"]),
-               chat=CHAT, completion=COMPLETION, raw=RAW, mode=st.integers(0, 2))
-        def one(path: str, chat: Any, completion: Any, raw: bytes, mode: int) -> None:
+        @given(path=st.sampled_from(["/v1/chat/completions", "/v1/completions",
+                                     "/v1/responses"]),
+               chat=CHAT, completion=COMPLETION, responses=RESPONSES, raw=RAW,
+               mode=st.integers(0, 2))
+        def one(path: str, chat: Any, completion: Any, responses: Any, raw: bytes,
+                mode: int) -> None:
             if mode == 2:
                 resp = http.post(path, content=raw, headers={"content-type": "application/json"})
             else:
-                body = chat if path.endswith("chat/completions") else completion
+                bodies = {"/v1/chat/completions": chat, "/v1/completions": completion,
+                          "/v1/responses": responses}
+                body = bodies[path]
                 if mode == 1:
-                    body = chat if body is completion else completion
+                    body = chat if body is not chat else responses
                 try:
                     payload = json.dumps(body).encode()
                 except ValueError:
@@ -80,3 +106,5 @@ def test_fuzzed_requests_never_5xx(serve: Any) -> None:
         ok = http.post("/v1/chat/completions", json={
             "model": "scripted", "messages": [{"role": "user", "content": "hi"}]})
         assert ok.status_code == 200
+        assert http.post("/v1/responses", json={"model": "scripted",
+                                                "input": "hi"}).status_code == 200

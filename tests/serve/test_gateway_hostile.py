@@ -401,6 +401,13 @@ LONE_SURROGATES = [
     ("/v1/chat/completions", r'{"model": "\ud800", "messages": []}', "model"),
     ("/v1/chat/completions", r'{"model": "scripted", "messages": [], "\ud800": 1}', "body"),
     ("/v1/completions", r'{"model": "scripted", "prompt": ["ok", "\ud83d"]}', "prompt.1"),
+    ("/v1/responses", r'{"model": "scripted", "input": "\ud800"}', "input"),
+    ("/v1/responses", r'{"model": "scripted", "stream": true, "input": [{"role": "user", '
+     r'"content": [{"type": "input_text", "text": "x\udfff"}]}]}', "input.0.content.0.text"),
+    ("/v1/responses", r'{"model": "scripted", "instructions": "\udc00", "input": "hi"}',
+     "instructions"),
+    ("/v1/responses", r'{"model": "scripted", "input": "hi", "metadata": {"\ud800": "x"}}',
+     "metadata"),
 ]
 
 

@@ -1,9 +1,12 @@
-"""The HTTP endpoints: OpenAI chat/completions and models, plus health and metrics."""
+"""The HTTP endpoints: OpenAI chat/completions, responses and models, plus health and
+metrics."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -12,13 +15,15 @@ from starlette.background import BackgroundTask
 
 from testtime.budget import Budget
 from testtime.serve.errors import ApiError
-from testtime.serve.gateway import Gateway, request_fields
+from testtime.serve.gateway import Gateway, Job, request_fields
 from testtime.serve.mapping import chat_problem, completion_problems, new_id
 from testtime.serve.protection import Caller, Lease
 from testtime.serve.responses import Kind, Reply
+from testtime.serve.responses_input import ResponsesRequest, chat_request, rename
+from testtime.serve.responses_output import ResponsesEvents, ResponsesReply
 from testtime.serve.routing import with_request_options
 from testtime.serve.schemas import ChatCompletionRequest, CompletionRequest, TesttimeOptions
-from testtime.serve.streaming import strategy_events, token_events
+from testtime.serve.streaming import ChatEvents, EventFormat, strategy_events, token_events
 from testtime.types import Problem, Result, Usage
 
 router = APIRouter()
@@ -90,9 +95,49 @@ async def completions(body: CompletionRequest, request: Request, who: Authed) ->
                         body.max_tokens, who)
 
 
+@router.post("/v1/responses", response_model=None)
+async def responses(body: ResponsesRequest, request: Request, who: Authed) -> Response:
+    """OpenAI Responses API, answered as the chat completions request it maps onto."""
+    mapped = chat_request(body)
+    with mapped.renaming():
+        chat = mapped.chat
+        admitted = await admit(request, chat, [chat_problem(chat)],
+                               chat.max_completion_tokens, who)
+        admitted.job.param = rename(admitted.job.param, mapped.origins) or "model"
+        reply = ResponsesReply.of(body, admitted.opts.details)
+        return await answer(request, admitted, ResponsesEvents(reply), body.stream,
+                            reply.body)
+
+
 async def _serve(request: Request, body: ChatCompletionRequest | CompletionRequest,
                  problems: list[Problem], kind: Kind, max_tokens: int | None,
                  who: Caller) -> Response:
+    admitted = await admit(request, body, problems, max_tokens, who)
+    reply = Reply(kind, new_id("chatcmpl" if kind == "chat" else "cmpl"), body.model,
+                  details=admitted.opts.details,
+                  logprobs=bool(admitted.job.request.get("logprobs")))
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    return await answer(request, admitted, ChatEvents(reply, include_usage), body.stream,
+                        reply.body)
+
+
+@dataclass
+class Admitted:
+    """A request let in: its job, the spec of its route, its options, the lease it holds."""
+
+    job: Job
+    spec: str
+    opts: TesttimeOptions
+    lease: Lease
+
+
+async def admit(request: Request, body: ChatCompletionRequest | CompletionRequest,
+                problems: list[Problem], max_tokens: int | None, who: Caller) -> Admitted:
+    """Choose the strategy, build the job under its budgets, and take a slot and key lease.
+
+    Every endpoint's request is admitted here (the Responses API's as the chat request it
+    maps onto), so strategies, budgets and limits are the same everywhere.
+    """
     gw = gateway(request)
     key_lease = gw.guard.admit(who)
     try:
@@ -126,31 +171,35 @@ async def _serve(request: Request, body: ChatCompletionRequest | CompletionReque
     except BaseException:
         key_lease.release()
         raise
-    lease = Lease(slot.release, key_lease.release)
-    reply = Reply(kind, new_id("chatcmpl" if kind == "chat" else "cmpl"), body.model,
-                  details=opts.details, logprobs=bool(job.request.get("logprobs")))
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    return Admitted(job, route.spec, opts, Lease(slot.release, key_lease.release))
+
+
+async def answer(request: Request, admitted: Admitted, fmt: EventFormat, stream: bool,
+                 body: Callable[[list[Result]], dict[str, Any]]) -> Response:
+    """Run an admitted job: streamed in ``fmt`` (tokens as generated where the strategy and
+    backend can, else the answer when chosen), or as the JSON ``body`` of its results."""
+    gw = gateway(request)
+    job, lease = admitted.job, admitted.lease
 
     def done(results: list[Result]) -> None:
         usage = Usage.total([r.usage for r in results])
-        gw.metrics.observe_usage(usage, route.spec)
+        gw.metrics.observe_usage(usage, admitted.spec)
         request.state.log.update(prompt_tokens=usage.prompt_tokens,
                                  generated_tokens=usage.generated_tokens,
                                  verifier_tokens=usage.verifier_tokens, calls=usage.calls)
 
     try:
-        if body.stream and gw.can_stream_tokens(job):
+        if stream and gw.can_stream_tokens(job):
             pieces = gw.stream(job)
             first = await anext(pieces)
-            events = token_events(reply, first, pieces, include_usage,
-                                  lambda r: done([r]), lease.release)
+            events = token_events(fmt, first, pieces, lambda r: done([r]), lease.release)
             return StreamingResponse(events, media_type="text/event-stream",
                                      headers=SSE_HEADERS, background=BackgroundTask(lease.release))
-        if body.stream:
-            if opts.progress:
+        if stream:
+            if admitted.opts.progress:
                 job.progress = asyncio.Queue()
-            events = strategy_events(reply, len(problems) * body.n, gw.run(job), job.progress,
-                                     gw.config.keepalive, include_usage, done, lease.release)
+            events = strategy_events(fmt, len(job.problems) * job.n, gw.run(job), job.progress,
+                                     gw.config.keepalive, done, lease.release)
             return StreamingResponse(events, media_type="text/event-stream",
                                      headers=SSE_HEADERS, background=BackgroundTask(lease.release))
         results = await gw.run(job, request.is_disconnected)
@@ -159,4 +208,4 @@ async def _serve(request: Request, body: ChatCompletionRequest | CompletionReque
         raise
     lease.release()
     done(results)
-    return JSONResponse(reply.body(results))
+    return JSONResponse(body(results))

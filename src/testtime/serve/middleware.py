@@ -16,7 +16,8 @@ from testtime.serve.errors import error_body
 from testtime.serve.metrics import Metrics
 
 log = logging.getLogger("testtime.serve")
-ENDPOINTS = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"}
+ENDPOINTS = {"/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/models", "/health",
+             "/metrics"}
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 

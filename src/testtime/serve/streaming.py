@@ -1,5 +1,9 @@
-"""Server-sent events in the OpenAI chunk format: token by token, or the chosen answer once
-the strategy has chosen it, with keep-alive comments and progress chunks meanwhile."""
+"""Server-sent events: token by token, or the chosen answer once the strategy has chosen it,
+with keep-alive comments and progress events meanwhile.
+
+When what goes out is this module's machinery; how it is written is an :class:`EventFormat`:
+:class:`ChatEvents` here (chat/completions chunks), ``ResponsesEvents`` for the Responses API.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from testtime.serve.errors import ApiError, error_body
 from testtime.serve.responses import (
@@ -57,36 +61,91 @@ def answer_chunks(reply: Reply, index: int, result: Result) -> list[str]:
     return out
 
 
-async def final_answer_events(reply: Reply, results: list[Result],
-                              include_usage: bool) -> AsyncIterator[str]:
-    """Stream finished results: a role chunk, the answer, a finish chunk per choice."""
-    for i, r in enumerate(results):
-        if reply.kind == "chat":
-            yield sse(reply.chunk("", index=i, first=True))
-        for event in answer_chunks(reply, i, r):
-            yield event
-    if include_usage:
-        yield sse(reply.usage_chunk(results))
-    yield DONE
+class EventFormat(Protocol):
+    """How one endpoint writes a stream; the machinery here decides what happens when."""
+
+    id: str
+    splits_thinking: bool
+
+    def opening(self, choices: int) -> list[str]:
+        """The events sent at once, before any work is done."""
+
+    def progress(self, item: dict[str, Any]) -> str:
+        """One progress report of a strategy still searching."""
+
+    def delta(self, kind: str, text: str) -> list[str]:
+        """Streamed text of the one sample (``kind``: ``reasoning`` or ``content``)."""
+
+    def streamed_end(self, result: Result) -> list[str]:
+        """The end of a stream whose text went out as deltas."""
+
+    def answers(self, results: list[Result]) -> list[str]:
+        """The whole answer of a strategy that has finished, and the end of the stream."""
+
+    def failure(self, error: dict[str, Any]) -> list[str]:
+        """A failure after the first byte (an OpenAI error body), ending the stream."""
 
 
-async def strategy_events(reply: Reply, choices: int, work: Awaitable[list[Result]],
+class ChatEvents:
+    """The chat/completions chunk format: role chunks, deltas, finish, usage and [DONE]."""
+
+    def __init__(self, reply: Reply, include_usage: bool) -> None:
+        self.reply = reply
+        self.include_usage = include_usage
+        self.id = reply.id
+        self.splits_thinking = reply.kind == "chat"
+
+    def opening(self, choices: int) -> list[str]:
+        """A role chunk per choice (chat only)."""
+        if self.reply.kind != "chat":
+            return []
+        return [sse(self.reply.chunk("", index=i, first=True)) for i in range(choices)]
+
+    def progress(self, item: dict[str, Any]) -> str:
+        """A chunk with an empty delta and ``testtime.progress``."""
+        return sse(self.reply.chunk(index=int(item.get("choice", 0)), extra={"progress": item}))
+
+    def delta(self, kind: str, text: str) -> list[str]:
+        """A content or reasoning delta."""
+        if kind == "content":
+            return [sse(self.reply.chunk(text))]
+        return [sse(self.reply.chunk(delta={"reasoning_content": text, "reasoning": text}))]
+
+    def streamed_end(self, result: Result) -> list[str]:
+        """The finish chunk, the usage chunk if asked for, and [DONE]."""
+        out = [sse(self.reply.chunk(None, finish=finish_reason(result),
+                                    extra=details_body(result, self.reply.details)))]
+        return out + self._end([result])
+
+    def answers(self, results: list[Result]) -> list[str]:
+        """Each choice's answer chunks, then the usage chunk if asked for, and [DONE]."""
+        out = [e for i, r in enumerate(results) for e in answer_chunks(self.reply, i, r)]
+        return out + self._end(results)
+
+    def failure(self, error: dict[str, Any]) -> list[str]:
+        """The error body as a data event (the openai client raises it as APIError)."""
+        return [sse(error)]
+
+    def _end(self, results: list[Result]) -> list[str]:
+        usage = [sse(self.reply.usage_chunk(results))] if self.include_usage else []
+        return [*usage, DONE]
+
+
+async def strategy_events(fmt: EventFormat, choices: int, work: Awaitable[list[Result]],
                           progress: asyncio.Queue[dict[str, Any]] | None, keepalive: float,
-                          include_usage: bool, on_results: Callable[[list[Result]], None],
+                          on_results: Callable[[list[Result]], None],
                           release: Callable[[], None]) -> AsyncIterator[str]:
     """Stream a strategy that answers only when it has finished searching.
 
-    The role chunk of every choice goes out at once; while the strategy works, an SSE comment
-    every ``keepalive`` seconds keeps proxies and client read timeouts from cutting the
-    request, and each item put on ``progress`` goes out as a chunk whose ``testtime.progress``
-    says how far the search is. Then each choice's answer, its finish reason, and the usage
-    chunk. A failure after the first byte is sent as an OpenAI ``error`` event.
+    The opening events go out at once; while the strategy works, an SSE comment every
+    ``keepalive`` seconds keeps proxies and client read timeouts from cutting the request,
+    and each item put on ``progress`` goes out as a progress event. Then the answer. A
+    failure after the first byte is sent as ``fmt``'s failure events.
     """
     task = asyncio.ensure_future(work)
     try:
-        if reply.kind == "chat":
-            for i in range(choices):
-                yield sse(reply.chunk("", index=i, first=True))
+        for event in fmt.opening(choices):
+            yield event
         while not task.done():
             waits: set[asyncio.Future[Any]] = {task}
             getter = asyncio.ensure_future(progress.get()) if progress is not None else None
@@ -97,27 +156,25 @@ async def strategy_events(reply: Reply, choices: int, work: Awaitable[list[Resul
             if getter is not None and not getter.done():
                 getter.cancel()
             if getter is not None and getter in done:
-                yield sse(reply.chunk(index=int(getter.result().get("choice", 0)),
-                                      extra={"progress": getter.result()}))
+                yield fmt.progress(getter.result())
             elif not done:
                 yield KEEPALIVE
         try:
             results = task.result()
         except ApiError as exc:
-            yield sse(exc.body())
+            for event in fmt.failure(exc.body()):
+                yield event
             return
         except Exception:
-            log.exception("unexpected error in a stream", extra={"request_id": reply.id})
-            yield sse(error_body(500, f"internal error (response {reply.id}; the server log "
-                                 "has the details)", "internal_error"))
+            log.exception("unexpected error in a stream", extra={"request_id": fmt.id})
+            for event in fmt.failure(error_body(500, f"internal error (response {fmt.id}; the "
+                                                "server log has the details)",
+                                                "internal_error")):
+                yield event
             return
         on_results(results)
-        for i, r in enumerate(results):
-            for event in answer_chunks(reply, i, r):
-                yield event
-        if include_usage:
-            yield sse(reply.usage_chunk(results))
-        yield DONE
+        for event in fmt.answers(results):
+            yield event
     finally:
         if not task.done():
             task.cancel()
@@ -173,49 +230,44 @@ class ThinkSplitter:
         return [(kind, text)] if text else []
 
 
-def think_chunk(reply: Reply, kind: str, text: str) -> str:
-    """A content or reasoning delta."""
-    if kind == "content":
-        return sse(reply.chunk(text))
-    return sse(reply.chunk(delta={"reasoning_content": text, "reasoning": text}))
-
-
-async def token_events(reply: Reply, first: str | Result, rest: AsyncGenerator[str | Result, None],
-                       include_usage: bool, on_result: Callable[[Result], None],
+async def token_events(fmt: EventFormat, first: str | Result,
+                       rest: AsyncGenerator[str | Result, None],
+                       on_result: Callable[[Result], None],
                        release: Callable[[], None]) -> AsyncIterator[str]:
-    """Stream one sample's text pieces as the backend produces them, then finish and usage.
+    """Stream one sample's text pieces as the backend produces them, then its end.
 
-    A failure after the first byte cannot change the HTTP status, so it is sent as an OpenAI
-    ``error`` event (which the openai client raises as an APIError) and the stream ends.
+    A failure after the first byte cannot change the HTTP status, so it is sent as ``fmt``'s
+    failure events (for chat, an OpenAI ``error`` body the openai client raises as an
+    APIError) and the stream ends.
     """
     try:
-        if reply.kind == "chat":
-            yield sse(reply.chunk("", first=True))
-        split = ThinkSplitter() if reply.kind == "chat" else None
+        for event in fmt.opening(1):
+            yield event
+        split = ThinkSplitter() if fmt.splits_thinking else None
         item: str | Result = first
         while True:
             if isinstance(item, Result):
                 for kind, text in split.flush() if split else ():
-                    yield think_chunk(reply, kind, text)
+                    for event in fmt.delta(kind, text):
+                        yield event
                 on_result(item)
-                yield sse(reply.chunk(None, finish=finish_reason(item),
-                                      extra=details_body(item, reply.details)))
-                if include_usage:
-                    yield sse(reply.usage_chunk([item]))
-                yield DONE
+                for event in fmt.streamed_end(item):
+                    yield event
                 return
-            if item and split is not None:
-                for kind, text in split.feed(item):
-                    yield think_chunk(reply, kind, text)
-            elif item:
-                yield sse(reply.chunk(item))
+            if item:
+                for kind, text in split.feed(item) if split else [("content", item)]:
+                    for event in fmt.delta(kind, text):
+                        yield event
             try:
                 item = await anext(rest)
             except ApiError as exc:
-                yield sse(exc.body())
+                for event in fmt.failure(exc.body()):
+                    yield event
                 return
             except StopAsyncIteration:
-                yield sse(error_body(502, "stream ended without a result", "upstream_error"))
+                for event in fmt.failure(error_body(502, "stream ended without a result",
+                                                   "upstream_error")):
+                    yield event
                 return
     finally:
         release()
