@@ -33,6 +33,10 @@ from testtime.registry import (
 REGISTRIES = [testtime.strategies.strategies, testtime.verifiers.verifiers,
               testtime.backends.backends]
 OPEN = ClientRules(allowed={"strategy": None, "verifier": None})
+NESTED_REFUSED = {
+    "verifier": "judge:backend=[openai:http://127.0.0.1:9/v1]",
+    "strategy": "self-consistency:verifier=[judge:backend=[openai:http://127.0.0.1:9/v1]]"}
+"""A nested spec of each kind that names what only the operator may (a backend, inside)."""
 OPERATOR_LOOKING = re.compile(
     r"(^|_)(backend|url|uri|host|endpoint|model|path|policy|file|dir|source|trust_remote_code|"
     r"api_key|key|token|secret|device|dtype|sandbox|cpu|memory_mb|parallel|parts|spec|command|"
@@ -89,7 +93,7 @@ def test_operator_options_are_refused_in_client_mode(
         except SpecError:
             pass  # e.g. a required operator-only option is missing: not a trust refusal
         return
-    value = "[judge:backend=[openai:http://127.0.0.1:9/v1]]" if isinstance(trust, Nested) \
+    value = f"[{NESTED_REFUSED[trust.kind]}]" if isinstance(trust, Nested) \
         else "http://127.0.0.1:9/x"
     with pytest.raises(SpecForbidden) as refused:
         build(reg, f"{name}:{key}={value}", client=OPEN)

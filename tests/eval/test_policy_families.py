@@ -215,9 +215,37 @@ def test_two_sampling_pools_keep_apart_in_the_fitted_table() -> None:
 
 
 def test_each_vote_family_is_scored_as_the_strategy_that_samples_plain_chains_of_thought() -> None:
-    """Program samples are not chains of thought: no other strategy may claim their pools."""
+    """Program samples are not chains of thought: no other strategy may claim their pools.
+    Tool-integrated traces pool as a family of their own, drawn by their own strategy."""
     from testtime.policy import pools
 
     assert {name: pool.family for name, pool in pools().items()} == {
         "self-consistency": "majority", "weighted-vote": "weighted", "best-of-n": "best-of",
-        "no-thinking": "no-thinking"}
+        "no-thinking": "no-thinking", "tool-integrated": "tool-integrated"}
+    assert {name for name, pool in pools().items() if pool.own_draw} == {
+        "no-thinking", "tool-integrated"}
+    assert all(pool.drawn_by == name for name, pool in pools().items() if pool.own_draw)
+
+
+def test_a_pool_of_tool_integrated_traces_is_voted_only_as_itself() -> None:
+    """Every problem also has a pool of tool-integrated traces (80 tokens each, always right).
+    The fit offers them as tool-integrated@k, drawn as that pool was (max_calls kept), never
+    as a chain-of-thought vote or an early stop; on the hard bin they beat beam search."""
+    from testtime.eval.policy import choices, instances, pooled_records
+
+    tools = "tool-integrated:n=8,max_calls=2"
+    recs = synthetic_records()
+    for rec in [r for r in recs if r["strategy"] == POOL]:
+        recs.append(_record(rec["problem_id"], tools, True,
+                            [{"answer": "5", "correct": True, "generated_tokens": 80}] * 8,
+                            640))
+    insts = instances(recs, sorted(pooled_records(recs)), 3, "agreement", draw_spec(POOL))
+    drawn = draw_spec(tools)
+    assert drawn is not None and "max_calls=2" in drawn
+    from_tools = [c for c in choices(insts, 3) if c.draw == drawn]
+    assert from_tools and {c.family for c in from_tools} == {"tool-integrated"}
+    assert all(c.name == "tool-integrated" for c in from_tools)
+    policy = fit_policy(recs, probe_k=3, bins=3, budgets=[300], probe=POOL)
+    hard = policy.budgets["300"][2]
+    assert hard.family == "tool-integrated" and hard.label == "tool-integrated@1"
+    assert make_strategy(hard.spec).max_calls == 2  # type: ignore[attr-defined]

@@ -42,7 +42,7 @@ from testtime.policy import (
     Unit,
     distinct_labels,
     draw_spec,
-    pooled_families,
+    pools,
     probe_draw,
     sampling_spec,
 )
@@ -182,10 +182,9 @@ def available(inst: Instance, choice: Choice) -> bool:
 def other_runs(records: Sequence[dict[str, Any]]) -> dict[tuple[str, Any], dict[str, Any]]:
     """Per (problem, seed), the records of strategies that do not pool (nor adaptive)."""
     out: dict[tuple[str, Any], dict[str, Any]] = {}
-    pooled = pooled_families()
     for rec in records:
         name = strategy_name(rec["strategy"])
-        if name in pooled or name == POLICY_STRATEGY or rec.get("error"):
+        if draw_spec(rec["strategy"]) is not None or name == POLICY_STRATEGY or rec.get("error"):
             continue
         out.setdefault((problem_key(rec), rec.get("seed")), {})[rec["strategy"]] = rec
     return out
@@ -204,8 +203,8 @@ def pooled_records(records: Sequence[dict[str, Any]]
         if draw not in have or len(rec["candidates"]) > len(have[draw]["candidates"]):
             have[draw] = rec
     out: dict[str, list[dict[str, dict[str, Any]]]] = {}
-    for (prob, _), pools in sorted(best.items(), key=lambda kv: str(kv[0])):
-        out.setdefault(prob, []).append(pools)
+    for (prob, _), by_draw in sorted(best.items(), key=lambda kv: str(kv[0])):
+        out.setdefault(prob, []).append(by_draw)
     return out
 
 
@@ -214,8 +213,8 @@ def cheapest_draw(pooled: dict[str, list[dict[str, dict[str, Any]]]]) -> str:
     tokens on average: the default probe, since a probe is paid on every problem. ValueError
     if nothing pools."""
     tokens: dict[str, list[float]] = {}
-    for pools in pooled.values():
-        for by_draw in pools:
+    for sets in pooled.values():
+        for by_draw in sets:
             for draw, rec in by_draw.items():
                 tokens.setdefault(draw, []).extend(
                     float(c.get("generated_tokens", 0)) for c in rec["candidates"])
@@ -257,14 +256,14 @@ def choices(insts: Sequence[Instance], probe_k: int) -> list[Choice]:
         drawn = [i.pools[draw] for i in insts]
         n = min(d.n for d in drawn)
         source = drawn[0].record["strategy"]
-        family = pooled_families()[strategy_name(source)]
+        pool = pools()[strategy_name(source)]
         scored = all(d.pool.scored for d in drawn)
-        fams: tuple[str, ...] = (family,) if family == "no-thinking" else (
+        fams: tuple[str, ...] = (pool.family,) if pool.own_draw else (
             ("majority", "weighted", "best-of") if scored else ("majority",))
         least = probe_k if draw == insts[0].probe else 1
         out += [Choice(spec=sampling_spec(source, f, k)) for f in fams for k in default_ks(n)
                 if k >= least]
-        if family != "no-thinking":
+        if not pool.own_draw:
             out += early_stop_choices(source, n)
     counts: dict[str, int] = {}
     for inst in insts:

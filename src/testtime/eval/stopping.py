@@ -17,7 +17,7 @@ import numpy as np
 
 from testtime.eval.curves import Pool
 from testtime.policy import Choice, sampler_options
-from testtime.strategies.base import StrategySettings, make_strategy
+from testtime.strategies.base import make_strategy
 from testtime.strategies.early_stop import EarlyStop, leader_probability
 
 ORDERS = 64
@@ -55,8 +55,9 @@ def replays(choice: Choice, source: str, n: int) -> bool:
     if not isinstance(strategy, EarlyStop) or strategy.max_n > n:
         return False
     pool = make_strategy(source)
-    if type(pool).draw_prompt is not StrategySettings.draw_prompt:
-        return False  # the pool samples a prompt of its own (a prefill); early-stop does not
+    declared = pool.pooled()
+    if declared is None or declared.own_draw:
+        return False  # the pool's samples are a kind of their own (a prefill, a tool trace)
     return all(getattr(strategy, key, None) == getattr(pool, key, None) for key in SAMPLER)
 
 

@@ -46,13 +46,16 @@ class Choice(BaseModel):
 
     @property
     def family(self) -> str:
-        """``majority``/``weighted``/``best-of`` for sampling specs, else the strategy name."""
-        return pooled_families().get(self.name, self.name)
+        """The pool family of a pooled spec (``majority``, ``weighted``, ``best-of`` …), else
+        the strategy name."""
+        if self.draw is None:
+            return self.name
+        return pooled_families()[self.name]
 
     @property
     def k(self) -> int:
         """Samples of a pooled configuration (0 for other strategies)."""
-        if self.name not in pooled_families():
+        if self.draw is None:
             return 0
         return int(getattr(built(self.spec), "n", 1))
 

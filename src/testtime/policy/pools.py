@@ -14,7 +14,7 @@ from typing import Any
 from testtime.registry import Registry, build, split_spec
 
 DRAW_FIELDS = ("temperature", "max_tokens", "top_p", "top_k", "min_p", "repeat_penalty",
-               "style", "answer_cue")
+               "style", "answer_cue", "max_calls")
 """What decides how a pooled strategy draws one sample (not n, not the vote)."""
 SAMPLER_FIELDS = ("temperature", "max_tokens", "top_p", "top_k", "min_p", "repeat_penalty")
 SHARED_DRAW = "self-consistency"
@@ -24,10 +24,17 @@ SHARED_DRAW = "self-consistency"
 @dataclass(frozen=True)
 class Pool:
     """A pooled strategy's declaration: its ``family`` (``majority``, ``weighted``,
-    ``best-of``, ``no-thinking``) and the strategy that draws one of its samples."""
+    ``best-of``, ``no-thinking``, ``tool-integrated``) and the strategy that draws one of its
+    samples. A family drawn by a strategy of its own is voted only as itself (``family@k``);
+    the plain samples of :data:`SHARED_DRAW` are scored by every vote family."""
 
     family: str
     drawn_by: str = SHARED_DRAW
+
+    @property
+    def own_draw(self) -> bool:
+        """Whether its samples are its own kind (not the plain samples every vote shares)."""
+        return self.drawn_by != SHARED_DRAW
 
 
 @lru_cache(maxsize=256)
@@ -59,12 +66,15 @@ def spec_of_family(family: str) -> str:
 def draw_spec(spec: str) -> str | None:
     """How one sample of a pooled strategy is drawn, as a spec: its pool's ``drawn_by`` with
     every setting of :data:`DRAW_FIELDS`. Specs with the same draw spec sample alike, so one
-    pool scores them all; None if ``spec`` does not pool."""
+    pool scores them all; None if ``spec`` does not pool (as configured: a strategy whose
+    samples another strategy draws, ``samples=SPEC``, does not)."""
     name, _ = split_spec(spec)
     pool = pools().get(name)
     if pool is None:
         return None
     strategy = built(spec)
+    if strategy.pooled() is None:
+        return None
     items = [f"{key}={quoted(str(getattr(strategy, key)))}" for key in DRAW_FIELDS
              if getattr(strategy, key, None) is not None]
     return f"{pool.drawn_by}:{','.join(items)}"
@@ -90,7 +100,7 @@ def sampling_spec(source: str, family: str, k: int) -> str:
     """The spec of ``family`` at k samples drawing like ``source`` (with its verifier, for the
     families that score)."""
     name = spec_of_family(family)
-    if pools()[name].drawn_by != SHARED_DRAW:
+    if pools()[name].own_draw:
         _, opts = split_spec(source)
         items = [f"{key}={quoted(v)}" for key, v in opts.items() if key not in ("n", "verifier")]
         return ",".join([f"{name}:n={k}", *items])

@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 from pydantic import Field, PrivateAttr
 
 from testtime.policy import PolicyError, load_policy, measure
-from testtime.registry import split_spec
 from testtime.strategies.base import Context, Strategy, StrategySettings, strategies
 from testtime.strategies.voting import vote
 from testtime.types import Problem, Result
@@ -51,9 +50,9 @@ class Adaptive(StrategySettings):
             policy = load_policy(self.policy)
         except PolicyError:
             return
-        names = [split_spec(policy.prober_spec)[0],
-                 *(c.name for row in policy.budgets.values() for c in row)]
-        self._whole = all(strategies.get(name).whole_replies for name in names)
+        built = [policy.prober(), *(c.strategy() for row in policy.budgets.values()
+                                    for c in row)]
+        self._whole = all(s.samples_whole_replies() for s in built)
 
     def check(self) -> None:
         """PolicyError unless the policy loads."""

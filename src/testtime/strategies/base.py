@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import time
 from abc import abstractmethod
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
@@ -74,7 +75,7 @@ class Context:
     trace: list[dict[str, Any]] = field(default_factory=list)
     request: dict[str, Any] = field(default_factory=dict)
     on_sample: Callable[[Sequence[Candidate]], None] | None = None
-    offered: list[tuple[GenerationRequest, list[Candidate]]] = field(default_factory=list)
+    offered: list[tuple[GenerationRequest, str, list[Candidate]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.ledger = Ledger(budget=self.budget, cost=self.backend.cost)
@@ -134,18 +135,23 @@ class Context:
     async def execute(self, programs: Sequence[str], limits: Limits, mode: Mode = "auto",
                       parallel: int = 4) -> list[ProgramRun]:
         """Run model-written ``programs`` in the code sandbox (``parallel`` at once, off the
-        event loop) and bill their runs and wall seconds to the ledger. A program that fails
-        (raises, loops, floods its output, crashes) gives a failed run, never an error."""
+        event loop) and bill their runs and wall seconds to the ledger, each as it ends (a run
+        cancelled part way is billed the seconds it had run). A program that fails (raises,
+        loops, floods its output, crashes) gives a failed run, never an error."""
         gate = asyncio.Semaphore(max(1, parallel))
 
         async def one(source: str) -> ProgramRun:
             async with gate:
-                return await asyncio.to_thread(run_program, source, limits, mode)
+                started = time.monotonic()
+                try:
+                    run = await asyncio.to_thread(run_program, source, limits, mode)
+                except asyncio.CancelledError:
+                    self.ledger.record_sandbox(1, time.monotonic() - started)
+                    raise
+                self.ledger.record_sandbox(1, run.seconds)
+                return run
 
-        runs = await asyncio.gather(*(one(p) for p in programs))
-        if runs:
-            self.ledger.record_sandbox(len(runs), sum(r.seconds for r in runs))
-        return list(runs)
+        return list(await asyncio.gather(*(one(p) for p in programs)))
 
     async def delegate(self, strategy: Strategy, problem: Problem) -> Result:
         """Run ``strategy`` on this Context (same ledger, seeds, offers and caller options),
@@ -201,35 +207,40 @@ class Context:
 
     def offer(self, prompt: Problem | Prompt, candidates: Sequence[Candidate], *,
               temperature: float, max_tokens: int, stop: Sequence[str] = (),
-              logprobs: bool = False) -> None:
+              logprobs: bool = False, top_logprobs: int = 0, drawn_as: str = "") -> None:
         """Let the next ``sample`` of the same prompt and settings reuse ``candidates``.
 
         A probe's samples are already paid for; a strategy run after it on the same Context
-        gets them first and samples only the rest.
+        gets them first and samples only the rest. ``drawn_as`` names samples that are not one
+        call's completions (a tool-integrated trace is several calls and sandbox runs): only a
+        ``take_offered`` naming the same reuses them, never a plain ``sample``.
         """
         p = prompt.prompt() if isinstance(prompt, Problem) else prompt
         req = GenerationRequest(prompt=p, n=len(candidates), temperature=temperature,
-                                max_tokens=max_tokens, stop=tuple(stop), logprobs=logprobs)
-        self.offered.append((req, list(candidates)))
+                                max_tokens=max_tokens, stop=tuple(stop), logprobs=logprobs,
+                                top_logprobs=top_logprobs)
+        self.offered.append((req, drawn_as, list(candidates)))
 
-    def take_offered(self, req: GenerationRequest) -> list[Candidate]:
-        """Up to ``req.n`` offered candidates sampled exactly as ``req`` asks, removed."""
+    def take_offered(self, req: GenerationRequest, drawn_as: str = "") -> list[Candidate]:
+        """Up to ``req.n`` offered candidates sampled exactly as ``req`` asks (and drawn as
+        ``drawn_as`` names), removed."""
         out: list[Candidate] = []
-        for have, cands in self.offered:
-            if (have.prompt == req.prompt and have.temperature == req.temperature
+        for have, kind, cands in self.offered:
+            if (kind == drawn_as and have.prompt == req.prompt
+                    and have.temperature == req.temperature
                     and have.max_tokens == req.max_tokens and have.stop == req.stop
                     and (have.logprobs or not req.logprobs)
                     and have.top_logprobs >= req.top_logprobs):
                 take = cands[:req.n - len(out)]
                 del cands[:len(take)]
                 out += take
-        self.offered = [(r, c) for r, c in self.offered if c]
+        self.offered = [(r, k, c) for r, k, c in self.offered if c]
         return out
 
     async def traces(self, prompt: Problem | Prompt, n: int, *, watch: Watcher | None = None,
                      on_finish: Finisher | None = None, temperature: float = 0.8,
                      max_tokens: int = 512, stop: Sequence[str] = (),
-                     top_logprobs: int = 0) -> list[Trace]:
+                     top_logprobs: int = 0, kind: str | None = None) -> list[Trace]:
         """Run ``n`` samples as streams under ``watch`` (online trace control).
 
         ``watch(trace, piece)`` (sync or async) is called after every piece a trace streams
@@ -238,10 +249,11 @@ class Context:
         completion)`` is called as each trace ends by itself, while the others still run.
         Sample ``i`` is seeded like the ``i``-th sample of one ``n``-sample call. Each trace's
         ``candidate`` holds its solution (finish reason ``stopped`` when it was stopped); it is
-        None for a trace the budget refused.
+        None for a trace the budget refused. ``kind``: the problem kind of a bare Prompt, math
+        unless given.
         """
         p = prompt.prompt() if isinstance(prompt, Problem) else prompt
-        kind = prompt.kind if isinstance(prompt, Problem) else "math"
+        kind = prompt.kind if isinstance(prompt, Problem) else kind or "math"
         req = self.prepare(GenerationRequest(
             prompt=p, n=1, temperature=temperature, max_tokens=max_tokens, stop=tuple(stop),
             logprobs=True, top_logprobs=top_logprobs))
@@ -352,6 +364,10 @@ class StrategySettings(Sampling):
     runs_code: ClassVar[bool] = False
     """It runs model-written code in the sandbox, so a request may choose it only where the
     operator lists it in the gateway's ``allowed_strategies``."""
+    draws_samples: ClassVar[bool] = False
+    """Its :meth:`draw` is one independent sample of a kind of its own (a plain reply, a
+    no-thinking answer, a program, a tool-integrated trace), so strategies that take a
+    ``samples=SPEC`` option may take their samples from it."""
 
     temperature: float = Field(default=0.8, ge=0.0, le=2.0)
     max_tokens: int = Field(default=512, ge=1, le=131072)
@@ -404,12 +420,29 @@ class StrategySettings(Sampling):
         """Stop strings of :meth:`draw`: none of its own."""
         return ()
 
-    async def draw(self, problem: Problem, ctx: Context, n: int) -> list[Candidate]:
+    async def draw(self, problem: Problem, ctx: Context, n: int, *, top_logprobs: int = 0,
+                   watch: Watcher | None = None) -> list[Candidate]:
         """``n`` independent samples of ``problem`` as this strategy's sampler draws them: what
-        a sampling pool is made of, and how a difficulty probe samples."""
-        return await ctx.sample(self.draw_prompt(problem), n, temperature=self.temperature,
+        a sampling pool is made of, and how a difficulty probe samples.
+
+        ``top_logprobs``: the samples carry their generated tokens' logprobs and that many
+        alternatives each (a confidence filter reads them). ``watch``: the samples are
+        streamed as traces under it (see :meth:`Context.traces`); one it stopped ends with
+        finish reason ``stopped``, and those the budget refused are left out.
+        """
+        prompt = self.draw_prompt(problem)
+        if watch is not None:
+            traces = await ctx.traces(prompt, n, watch=watch, temperature=self.temperature,
+                                      max_tokens=self.max_tokens, stop=self.draw_stop,
+                                      top_logprobs=top_logprobs, kind=problem.kind)
+            return [t.candidate for t in traces if t.candidate is not None]
+        return await ctx.sample(prompt, n, temperature=self.temperature,
                                 max_tokens=self.max_tokens, stop=self.draw_stop,
-                                kind=problem.kind)
+                                top_logprobs=top_logprobs, kind=problem.kind)
+
+    def pooled(self) -> Pool | None:
+        """The pool its k-sample runs are scored from as configured: its class's ``pool``."""
+        return self.pool
 
     def offer_drawn(self, problem: Problem, ctx: Context, candidates: Sequence[Candidate]
                     ) -> None:

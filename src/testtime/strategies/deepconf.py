@@ -14,7 +14,9 @@
         answer := the offline rule over the warm-up and unstopped traces
 
 Run on :class:`testtime.eval.replay.ReplayBackend`, the same code decides on a recorded pool of
-samples: where its online traces stop and what they cost.
+samples: where its online traces stop and what they cost. With ``samples=SPEC`` the traces are
+what SPEC's strategy draws (a trace that pauses to run code is confident by the tokens it
+generated in all its segments; online, each segment is watched).
 """
 
 from __future__ import annotations
@@ -32,14 +34,15 @@ from testtime.confidence import (
     token_scores,
     trace_confidence,
 )
-from testtime.strategies.base import Context, StrategySettings, strategies
+from testtime.strategies.base import Context, strategies
+from testtime.strategies.samples import SamplesOption
 from testtime.strategies.voting import tally, vote
 from testtime.traces import Trace, Watcher
 from testtime.types import Candidate, Piece, Problem, Result
 
 
 @strategies.register("deepconf")
-class DeepConf(StrategySettings):
+class DeepConf(SamplesOption):
     """Confidence-filtered, confidence-weighted voting; online mode stops unconfident traces."""
 
     mode: Literal["offline", "online"] = Field(
@@ -111,18 +114,20 @@ class DeepConf(StrategySettings):
                     return
         return watch
 
+    async def traces(self, problem: Problem, ctx: Context, n: int,
+                     watch: Watcher | None = None) -> list[Candidate]:
+        """``n`` traces with their top logprobs, streamed under ``watch`` (online)."""
+        return await self.draw(problem, ctx, n, top_logprobs=self.top_logprobs,
+                               watch=watch or unwatched)
+
     async def run(self, problem: Problem, ctx: Context) -> Result:
         """Offline: sample, filter, weigh. Online: warm up, then rounds of watched traces."""
-        k = self.top_logprobs
         if self.mode == "offline":
-            got = await ctx.sample(problem, self.n, temperature=self.temperature,
-                                   max_tokens=self.max_tokens, logprobs=True, top_logprobs=k)
+            got = await self.draw(problem, ctx, self.n, top_logprobs=self.top_logprobs)
             answer, votes = self.decide(got)
             return ctx.result(problem, answer, got, votes=votes, mode=self.mode,
                               voters=len(got), traces=len(got))
-        warm = [t.candidate for t in await ctx.traces(
-            problem, self.warmup, temperature=self.temperature, max_tokens=self.max_tokens,
-            top_logprobs=k) if t.candidate is not None]
+        warm = await self.traces(problem, ctx, self.warmup)
         if not warm:
             return ctx.result(problem, None, [], mode=self.mode, traces=0)
         threshold = self.threshold(warm)
@@ -130,15 +135,15 @@ class DeepConf(StrategySettings):
         while started < self.n and not self.settled(voters) and not ctx.exhausted:
             size = min(self.batch, self.n - started)
             started += size
-            traces = await ctx.traces(problem, size, watch=self.watcher(threshold),
-                                      temperature=self.temperature,
-                                      max_tokens=self.max_tokens, top_logprobs=k)
-            for t in traces:
-                if t.candidate is not None:
-                    seen.append(t.candidate)
-                    if t.candidate.completion.finish_reason != "stopped":
-                        voters.append(t.candidate)
+            for c in await self.traces(problem, ctx, size, self.watcher(threshold)):
+                seen.append(c)
+                if c.completion.finish_reason != "stopped":
+                    voters.append(c)
         answer, votes = self.decide(voters)
         return ctx.result(problem, answer, seen, votes=votes, mode=self.mode,
                           threshold=round(threshold, 4), voters=len(voters), traces=len(seen),
                           stopped=len(seen) - len(voters))
+
+
+def unwatched(trace: Trace, piece: Piece) -> None:
+    """The warm-up's watcher: it streams its traces like the later rounds, stopping none."""

@@ -3,6 +3,10 @@
     launch n independent samples
     wait until one completes with an answer        # shorter traces tend to be right
     cancel the others; return it
+
+With ``samples=SPEC`` the racers are what SPEC's strategy draws: a trace that pauses to run
+code finishes when its last step does, and a cancelled one is billed what it had generated
+and run.
 """
 
 from __future__ import annotations
@@ -12,23 +16,23 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from testtime.strategies.base import Context, StrategySettings, strategies
+from testtime.strategies.base import Context, strategies
+from testtime.strategies.samples import SamplesOption
 from testtime.types import Candidate, Problem, Result
 
 
 @strategies.register("first-finish")
-class FirstFinish(StrategySettings):
-    """Race ``n`` samples and keep the first that finishes with an answer."""
+class FirstFinish(SamplesOption):
+    """Race ``n`` samples (what ``samples=SPEC`` draws, where given) and keep the first that
+    finishes with an answer."""
 
     whole_replies: ClassVar[bool] = True
 
     n: int = Field(default=4, ge=1, le=1024, description="samples raced")
 
     async def run(self, problem: Problem, ctx: Context) -> Result:
-        """Start n single-sample calls, take the first finished one, cancel the rest."""
-        pending = {asyncio.ensure_future(ctx.sample(problem, 1, temperature=self.temperature,
-                                                    max_tokens=self.max_tokens))
-                   for _ in range(self.n)}
+        """Start n single samples, take the first finished one, cancel the rest."""
+        pending = {asyncio.ensure_future(self.draw(problem, ctx, 1)) for _ in range(self.n)}
         finished: list[Candidate] = []
         winner: Candidate | None = None
         try:

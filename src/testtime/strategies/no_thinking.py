@@ -36,6 +36,7 @@ class NoThinking(StrategySettings):
     write its answer."""
 
     pool: ClassVar[Pool | None] = Pool("no-thinking", drawn_by="no-thinking")
+    draws_samples: ClassVar[bool] = True
 
     n: int = Field(default=8, ge=1, le=4096, description="answers sampled")
     style: Literal["plain", "tags"] = "plain"

@@ -30,6 +30,7 @@ from testtime.policy.pools import Pool
 from testtime.registry import OPERATOR
 from testtime.strategies.aggregate import aggregated_result
 from testtime.strategies.base import Context, StrategySettings, strategies
+from testtime.traces import Watcher
 from testtime.types import Candidate, Message, Problem, Prompt, Result
 from testtime.verifiers.base import Verifier
 
@@ -130,16 +131,28 @@ class ProgramThoughts(SandboxSettings):
         """The program-of-thought prompt for the problem's question."""
         return program_prompt(problem.question)
 
-    async def draw(self, problem: Problem, ctx: Context, n: int) -> list[Candidate]:
-        """``n`` program samples, each answered by running its program."""
+    async def draw(self, problem: Problem, ctx: Context, n: int, *, top_logprobs: int = 0,
+                   watch: Watcher | None = None) -> list[Candidate]:
+        """``n`` program samples, each answered by running its program (one ``watch``
+        stopped is not run and has no answer)."""
         prompt = self.draw_prompt(problem)
-        drafts = await ctx.sample(prompt, n, temperature=self.temperature,
-                                  max_tokens=self.max_tokens, kind="code")
+        if watch is not None:
+            drafts = [t.candidate for t in await ctx.traces(
+                prompt, n, watch=watch, temperature=self.temperature,
+                max_tokens=self.max_tokens, top_logprobs=top_logprobs, kind="code")
+                if t.candidate is not None]
+        else:
+            drafts = await ctx.sample(prompt, n, temperature=self.temperature,
+                                      max_tokens=self.max_tokens, top_logprobs=top_logprobs,
+                                      kind="code")
+        stopped = [d for d in drafts if d.completion.finish_reason == "stopped"]
+        drafts = [d for d in drafts if d.completion.finish_reason != "stopped"]
         runs = await self.execute(drafts, ctx)
         done = [answered(d, r) for d, r in zip(drafts, runs, strict=True)]
+        done += [d.model_copy(update={"answer": None}) for d in stopped]
         if not self.repair:
             return done
-        failed = [i for i, c in enumerate(done) if c.answer is None]
+        failed = [i for i in range(len(drafts)) if done[i].answer is None]
         fixes = await asyncio.gather(*(self._repair(prompt, drafts[i], runs[i], ctx)
                                        for i in failed))
         for i, fixed in zip(failed, fixes, strict=True):
@@ -176,6 +189,7 @@ class Program(ProgramThoughts):
     (``best``), or the answer with the most verifier score (``weighted``)."""
 
     pool: ClassVar[Pool | None] = None
+    draws_samples: ClassVar[bool] = True
     uses_verifier: ClassVar[bool] = True
     default_verifier: ClassVar[str | None] = "confidence"
 
