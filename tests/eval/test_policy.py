@@ -135,6 +135,10 @@ def test_cli_fit_policy_then_report_with_it(synthetic_store: Path, tmp_path: Pat
     assert set(fitted["budgets"]) == {"100", "400", "800"}
     assert len(fitted["train"]) == 40 and fitted["heldout"] == []
     assert "40 problems, 4 folds" in res.output
+    assert f"features: {', '.join(fitted['features'])} (chosen by 3 inner folds: agreement " \
+        in res.output
+    assert "difficulty features per fold, chosen on its training folds:" in res.output
+    assert "against greedy decoding (" in res.output
     assert res.output.strip().splitlines()[-1].startswith(
         "share of SC@16 tokens at which the policy is non-inferior: not measured (40 problems")
     res = runner.invoke(app, ["report", str(synthetic_store), "--out", str(tmp_path / "r"),
@@ -155,6 +159,7 @@ def test_cli_fit_policy_then_report_with_it(synthetic_store: Path, tmp_path: Pat
     (["fit-policy", "STORE", "--probe", "beam:n=2"], "not a pooled sampling strategy"),
     (["fit-policy", "STORE", "--probe", "no-thinking:max_tokens=9"], "no problem has a pool"),
     (["fit-policy", "STORE", "--probe", "nonsense:n=2"], "nonsense"),
+    (["fit-policy", "STORE", "--features", "agreement,length"], "--features must be auto"),
 ])
 def test_cli_errors_are_one_line(synthetic_store: Path, args: list[str], message: str) -> None:
     res = runner.invoke(app, [str(synthetic_store) if a == "STORE" else a for a in args])

@@ -53,9 +53,9 @@ def synthetic_records(per_kind: int = 20) -> list[dict[str, Any]]:
 
 
 def kind_of(policy_bin: int, policy: Any, recs: list[dict[str, Any]]) -> set[str]:
-    insts = instances(recs, policy.train, policy.probe_k, policy.statistic)
+    insts = instances(recs, policy.train, policy.probe_k)
     return {i.problem.split("/")[1].split("-")[0] for i in insts
-            if policy.predict(i.statistic) == policy_bin}
+            if policy.predict(i.features) == policy_bin}
 
 
 def test_each_bin_gets_the_family_that_wins_it() -> None:
@@ -70,7 +70,7 @@ def test_each_bin_gets_the_family_that_wins_it() -> None:
         "beam search dominates the hard bin"
     easy = policy.budgets["300"][0]
     assert easy.family == "early-stop", "early stopping answers easy problems from the probe"
-    for inst in instances(recs, policy.train, policy.probe_k, policy.statistic):
+    for inst in instances(recs, policy.train, policy.probe_k):
         if inst.problem.split("/")[1].startswith("easy"):
             correct, usage = outcome(inst, easy, policy.probe_k)
             assert (correct, usage["generated_tokens"]) == (1.0, 3 * PER_SAMPLE)
@@ -79,9 +79,9 @@ def test_each_bin_gets_the_family_that_wins_it() -> None:
 def test_the_cost_constraint_holds_on_average_and_binds() -> None:
     recs = synthetic_records()
     policy = fit_policy(recs, probe_k=3, bins=3, budgets=[200, 250, 300, 1000])
-    insts = instances(recs, policy.train, policy.probe_k, policy.statistic)
+    insts = instances(recs, policy.train, policy.probe_k)
     for budget, row in policy.budgets.items():
-        costs = [unit_cost(outcome(i, row[policy.predict(i.statistic) - 1],
+        costs = [unit_cost(outcome(i, row[policy.predict(i.features) - 1],
                                    policy.probe_k)[1], "tokens") for i in insts]
         assert np.mean(costs) <= float(budget) + 1e-9, budget
     tight = [c.label for c in policy.budgets["250"]]
@@ -106,8 +106,11 @@ def test_budgets_in_flops_or_seconds_and_verifier_tokens_count() -> None:
     assert by_seconds.unit == "seconds" and by_seconds.budgets["30"][2].family == "beam"
 
 
-def test_a_prompt_feature_splits_what_the_probe_cannot_tell_apart() -> None:
-    """Every probe agrees, but long questions are confidently wrong and need beam search."""
+def test_prompt_tokens_split_what_the_probe_cannot_tell_apart() -> None:
+    """Every probe agrees, but long questions (80 prompt tokens in greedy decoding's record)
+    are confidently wrong and need beam search; greedy decoding is right on short ones only,
+    and beam search on every question does not fit the budget. The fit picks a feature set
+    with prompt_tokens on inner folds; agreement alone is one bin."""
     recs = []
     for i in range(40):
         long = i % 2 == 1
@@ -115,18 +118,23 @@ def test_a_prompt_feature_splits_what_the_probe_cannot_tell_apart() -> None:
         answer = "6" if long else "5"
         cands = [{"answer": answer, "correct": not long, "generated_tokens": PER_SAMPLE,
                   "score": 0.9} for _ in range(8)]
-        question = "What is " + ("(1 + 2) * 3 - 4 * 5 + 6" * 4 if long else "1 + 4") + "?"
-        for rec in (_record(pid, POOL, not long, cands, PER_SAMPLE * 8),
-                    _record(pid, BEAM, True, [{"answer": "5", "correct": True,
-                                               "generated_tokens": 300, "score": 0.9}], 300)):
-            recs.append({**rec, "question": question})
-    plain = fit_policy(recs, probe_k=2, bins=3, budgets=[300])
-    assert plain.bins == 1 and plain.feature is None
-    split = fit_policy(recs, probe_k=2, bins=3, budgets=[300], feature="prompt_chars")
-    assert split.bins == 2 and split.feature_cut is not None
-    assert [c.label for c in split.budgets["300"]] == ["majority@2", BEAM]
-    held = simulate(split, recs, split.heldout, "300")
+        greedy = _record(pid, "single", not long, [{"answer": answer, "correct": not long,
+                                                    "generated_tokens": 40}], 40)
+        greedy["usage"]["prompt_tokens"] = 80 if long else 20
+        recs += [_record(pid, POOL, not long, cands, PER_SAMPLE * 8), greedy,
+                 _record(pid, BEAM, True, [{"answer": "5", "correct": True,
+                                            "generated_tokens": 300, "score": 0.9}], 300)]
+    plain = fit_policy(recs, probe_k=2, bins=3, budgets=[280], features=["agreement"])
+    assert plain.bins == 1 and [c.label for c in plain.budgets["280"]] == ["single"]
+    fitted = fit_policy(recs, probe_k=2, bins=3, budgets=[280])
+    assert "prompt_tokens" in fitted.features and fitted.bins == 2
+    assert fitted.feature_sets["prompt_tokens"] > fitted.feature_sets["agreement"]
+    assert [c.label for c in fitted.budgets["280"]] == ["single", BEAM], \
+        "greedy where nothing beats it, beam search on long questions"
+    held = simulate(fitted, recs, fitted.heldout, "280")
     assert np.mean([p.correct for p in held]) == 1.0
+    assert all(p.generated_tokens == 2 * PER_SAMPLE + 1 + (300 if "long" in p.problem else 40)
+               for p in held), "probe, the prompt-counting call, then the choice"
 
 
 @pytest.mark.parametrize("spec", ["deepconf:mode=online,n=8,warmup=4,batch=2",
@@ -161,7 +169,8 @@ def test_a_bin_of_few_problems_cannot_crown_a_configuration_on_luck() -> None:
     assert len(odd_train) == 2, "the split must leave two odd problems to train on"
     odd_held = [p for p in ids if p.startswith("odd") and f"synthetic/{p}" not in train]
     for prior, wins in ((0.0, False), (4.0, True)):
-        policy = fit_policy(recs, probe_k=3, bins=2, budgets=[1000], prior=prior)
+        policy = fit_policy(recs, probe_k=3, bins=2, budgets=[1000], prior=prior,
+                            features=["agreement"])
         assert policy.bins == 2
         assert (policy.budgets["1000"][1].family != "beam") is wins, prior
         held = simulate(policy, recs, [f"synthetic/{p}" for p in odd_held], "1000")

@@ -139,8 +139,9 @@ def fit_policy_cmd(
         "policy.json"),
     probe_k: Annotated[int, typer.Option(min=1, help="probe samples")] = 2,
     bins: Annotated[int, typer.Option(min=1, help="predicted difficulty bins")] = 3,
-    statistic: Annotated[str, typer.Option(help="probe statistic: agreement or score")]
-    = "agreement",
+    features: Annotated[str, typer.Option(
+        help="difficulty features, comma-separated, of agreement, confidence, prompt_tokens; "
+             "auto: the set inner folds of the training problems pick")] = "auto",
     budgets: Annotated[str | None, typer.Option(
         help="comma-separated budgets per problem in --unit (default: shares of the most "
              "expensive sampling configuration's cost, from costs alone)")] = None,
@@ -152,8 +153,6 @@ def fit_policy_cmd(
     inner: Annotated[int, typer.Option(
         min=0, help="inner folds choosing each fold's headline budget (0: the largest)")] = 4,
     seed: Annotated[int, typer.Option(help="fold assignment seed")] = 0,
-    prompt_length: Annotated[bool, typer.Option(
-        help="also split every bin by question length (a cheap prompt feature)")] = False,
     prior: Annotated[float | None, typer.Option(
         min=0.0, help="pseudo-problems shrinking each bin's accuracies toward all problems' "
         "[default: 4]")] = None,
@@ -173,18 +172,20 @@ def fit_policy_cmd(
         report_lines,
     )
     from testtime.eval.policy import PRIOR, FitRule
+    from testtime.policy import FEATURES
 
-    if statistic not in ("agreement", "score"):
-        fail(f"--statistic must be agreement or score, not {statistic!r}")
+    chosen = None if features == "auto" else tuple(f.strip() for f in features.split(","))
+    if chosen is not None and (not chosen or any(f not in FEATURES for f in chosen)
+                               or len(set(chosen)) != len(chosen)):
+        fail(f"--features must be auto or distinct names among {', '.join(FEATURES)}, not "
+             f"{features!r}")
     if unit not in ("tokens", "flops", "seconds"):
         fail(f"--unit must be tokens, flops or seconds, not {unit!r}")
     try:
         levels = [float(b) for b in budgets.split(",")] if budgets else None
     except ValueError:
         fail(f"--budgets must be numbers separated by commas, not {budgets!r}")
-    rule = FitRule(probe_k=probe_k, bins=bins,
-                   statistic="score" if statistic == "score" else "agreement",
-                   feature="prompt_chars" if prompt_length else None,
+    rule = FitRule(probe_k=probe_k, bins=bins, features=chosen,  # type: ignore[arg-type]
                    prior=PRIOR if prior is None else prior, probe=probe,
                    unit=unit)  # type: ignore[arg-type]
     try:
@@ -193,22 +194,29 @@ def fit_policy_cmd(
         problems = complete_problems(records)
         if not problems:
             raise ValueError("the store has no problem with every pool of the sweep yet")
-        grid = levels or budget_grid(records, problems, rule.unit)
+        grid = levels or budget_grid(records, problems, rule.unit, rule.prepared(records))
         policy = rule.fit(records, problems, grid, source=str(store))
         policy.save(out)
     except USER_ERRORS as exc:
         fail(str(exc))
     from testtime.eval.report import describe_bins
 
+    typer.echo(f"features: {', '.join(policy.features)}"
+               + (f" (chosen by {rule.inner} inner folds: " + ", ".join(
+                   f"{k} {v:.3f}" for k, v in policy.feature_sets.items()) + ")"
+                  if policy.feature_sets else ""))
     typer.echo(f"probe: {describe_bins(policy)}")
+    if policy.greedy:
+        typer.echo(f"greedy decoding ({policy.greedy}) runs wherever the training problems do "
+                   "not show something beats it, at budgets at or above its cost")
     for budget, row in policy.budgets.items():
         typer.echo(f"budget {budget:>8} {policy.unit}: " + ", ".join(
             f"bin {i + 1}: {c.label}" for i, c in enumerate(row)))
     typer.echo(f"fitted on all {len(policy.train)} problems → {out}")
     try:
         result = CrossFitter(records, lambda train, bs: rule.fit(records, train, bs),
-                             unit=rule.unit).run(problems, folds=folds, seed=seed,
-                                                 budgets=grid, inner=inner)
+                             unit=rule.unit, prep=rule.prepared(records)).run(
+            problems, folds=folds, seed=seed, budgets=grid, inner=inner)
     except ValueError as exc:
         typer.echo(f"cross-fitted evaluation skipped: {exc}")
         return

@@ -20,21 +20,22 @@ any result is seen.
 
 from __future__ import annotations
 
-import hashlib
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from testtime.eval.difficulty import assign_folds
 from testtime.eval.policy import (
     FRACTIONS,
     Instance,
+    Prepared,
     choices,
-    instances,
     outcome,
     pooled_records,
-    simulate,
+    replay,
     unit_cost,
 )
 from testtime.policy import Choice, Policy, Unit, draw_spec, sampling_spec
@@ -48,18 +49,6 @@ REPS = 4000
 Fit = Callable[[Sequence[str], Sequence[float]], Policy]
 """Fits a policy at the given budgets on exactly the given training problems (every choice
 made on them)."""
-
-
-def fold_of(problem: str, folds: int, seed: int = 0) -> int:
-    """The fold a problem belongs to: a stable hash of its id, not its position."""
-    digest = hashlib.sha256(f"{seed}:{problem}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % folds
-
-
-def assign_folds(problems: Sequence[str], folds: int, seed: int = 0) -> list[list[str]]:
-    """Problems split into ``folds`` groups of near-equal size, in a hashed order."""
-    order = sorted(problems, key=lambda p: (fold_of(p, 1 << 30, seed), p))
-    return [sorted(order[i::folds]) for i in range(folds)]
 
 
 @dataclass(frozen=True)
@@ -118,15 +107,24 @@ class Scores:
         return paired([self.correct[p] for p in problems], [other.correct[p] for p in problems])
 
 
-def budget_grid(records: Sequence[dict[str, Any]], problems: Sequence[str], unit: Unit
-                ) -> list[float]:
-    """Budgets as shares of the most expensive pooled configuration's mean cost (no probe):
-    computed from costs alone, so every fold and the shipped policy share them."""
-    insts = instances(records, problems, 1, "agreement")
-    opts = [c for c in choices(insts, 0) if c.k]
-    top = max(float(np.mean([unit_cost(outcome(i, c, 0)[1], unit) for i in insts]))
-              for c in opts)
-    return sorted({_round(top * f) for f in FRACTIONS})
+def budget_grid(records: Sequence[dict[str, Any]], problems: Sequence[str], unit: Unit,
+                prepared: Prepared | None = None) -> list[float]:
+    """Budgets as shares of the most expensive pooled configuration's mean cost (no probe),
+    and greedy decoding's mean cost where the sweep ran it: computed from costs alone, so every
+    fold and the shipped policy share them."""
+    prep = prepared or Prepared(records)
+    insts = prep.instances(problems, 1)
+    opts = choices(insts, 0)
+
+    def mean_cost(c: Choice) -> float:
+        return float(np.mean([unit_cost(outcome(i, c, 0)[1], unit) for i in insts]))
+    top = max(mean_cost(c) for c in opts if c.k)
+    grid = {_round(top * f) for f in FRACTIONS}
+    greedy = [c for c in opts if c.name == "single"
+              and float(getattr(c.strategy(), "temperature", 0.0)) == 0.0]
+    # greedy's point rounded up, so that it buys greedy decoding on these problems
+    return sorted(grid | {float(math.ceil(min(mean_cost(c) for c in greedy)))} if greedy
+                  else grid)
 
 
 def _round(x: float) -> float:
@@ -200,6 +198,7 @@ class FoldResult:
     sc: Scores
     greedy: Scores
     chosen_budget: float | None
+    features: str = ""
 
 
 @dataclass
@@ -217,6 +216,7 @@ class CrossFit:
     chosen: Scores
     chosen_budgets: list[float | None]
     sc_n: int
+    features: list[str] = field(default_factory=list)
 
     @property
     def enough(self) -> bool:
@@ -260,6 +260,26 @@ class CrossFit:
         return [(r["budget"], r["vs_greedy"], r["vs_greedy"].non_inferior)
                 for r in self.rows() if r["budget"] >= floor]
 
+    def versus_greedy(self) -> list[str]:
+        """Per budget, the policy against greedy decoding on the held-out folds: at or above
+        greedy's mean cost whether it is non-inferior, below it what accuracy the saving
+        costs (the paired difference and its interval)."""
+        ps = self.problems
+        floor = self.greedy.mean_cost(ps)
+        out = []
+        for r in self.rows():
+            head = f"budget {r['budget']:g}: policy - greedy {r['vs_greedy']}"
+            if r["budget"] >= floor:
+                verdict = "non-inferior" if r["vs_greedy"].non_inferior else "NOT non-inferior"
+                out.append(f"{head}, {verdict} (at or above greedy's cost)")
+            else:
+                saved = 1 - r["cost"] / floor if floor else 0.0
+                loss = r["vs_greedy"]
+                out.append(f"{head}: below greedy's cost; saving {saved:.0%} of greedy's "
+                           f"{self.unit} costs {-loss.diff:.3f} accuracy "
+                           f"[{-loss.hi:.3f}, {-loss.lo:.3f}]")
+        return out
+
 
 def _draw_of(policy: Policy) -> str:
     return draw_spec(policy.prober_spec) or ""
@@ -287,14 +307,22 @@ class CrossFitter:
     unit: Unit = "tokens"
     sc_n: int = 16
     scored: Outcomes = field(default_factory=Outcomes)
+    prep: Prepared | None = None
+
+    def prepared(self) -> Prepared:
+        """The records, read once."""
+        if self.prep is None:
+            self.prep = Prepared(self.records)
+        return self.prep
 
     def fold(self, train: Sequence[str], held: Sequence[str], budgets: Sequence[float],
              inner: int) -> FoldResult:
         """Fit everything on ``train``, score it on ``held``."""
         policy = self.fit(train, budgets)
         draw = _draw_of(policy)
-        train_insts = instances(self.records, train, policy.probe_k, policy.statistic, draw)
-        held_insts = instances(self.records, held, policy.probe_k, policy.statistic, draw)
+        prep = self.prepared()
+        train_insts = prep.instances(train, policy.probe_k, draw)
+        held_insts = prep.instances(held, policy.probe_k, draw)
         sc_options, greedy_options = baseline_choices(train_insts, self.sc_n)
         if not sc_options or not greedy_options:
             raise ValueError(f"the records need a sampling pool of at least {self.sc_n} "
@@ -305,11 +333,11 @@ class CrossFitter:
                                                            self.scored)),
                          greedy=self.score(held_insts, best_on(train_insts, greedy_options,
                                                                self.scored)),
-                         chosen_budget=None)
+                         chosen_budget=None, features="+".join(policy.features))
         fixed_options = choices(train_insts, 0)
         for b in budgets:
             out.policy[b] = Scores()
-            for point in simulate(policy, self.records, held, budget_key(b)):
+            for point in replay(policy, prep, held, budget_key(b)):
                 out.policy[b].add(point.problem, point.correct, _point_cost(point, self.unit))
             fixed = best_fixed(train_insts, fixed_options, b, self.unit, self.scored)
             out.fixed[b] = self.score(held_insts, fixed)
@@ -336,7 +364,7 @@ class CrossFitter:
         if min(len(g) for g in groups) < 2:
             raise ValueError(f"{len(problems)} problems are too few for {folds} folds")
         if budgets is None:
-            budgets = budget_grid(self.records, problems, self.unit)
+            budgets = budget_grid(self.records, problems, self.unit, self.prepared())
         result = CrossFit(problems=sorted(problems), folds=folds, unit=self.unit,
                           budgets=list(budgets), policy={b: Scores() for b in budgets},
                           fixed={b: Scores() for b in budgets}, sc=Scores(), greedy=Scores(),
@@ -350,6 +378,7 @@ class CrossFitter:
             _merge(result.sc, fold.sc)
             _merge(result.greedy, fold.greedy)
             result.chosen_budgets.append(fold.chosen_budget)
+            result.features.append(fold.features)
             pick = fold.chosen_budget if fold.chosen_budget is not None else max(budgets)
             _merge(result.chosen, fold.policy[pick])
         scored = set(result.sc.correct)
@@ -389,14 +418,15 @@ def report_lines(result: CrossFit) -> list[str]:
             f"{r['budget']:>8g} {r['accuracy']:6.3f} {r['share']:6.3f} {r['vs_sc']!s:>24} "
             f"{r['vs_greedy']!s:>24}  {r['fixed_accuracy']:6.3f} "
             f"{r['fixed_cost'] / sc_cost:6.3f} {r['fixed_vs_sc']!s:>24}  {_most(fixed)}")
-    below = [r for r in result.rows() if r["budget"] < greedy.mean_cost(ps)]
-    if below:
-        lines.append("below greedy's cost the saving costs accuracy against greedy: " + "; ".join(
-            f"{r['budget']:g}: {r['vs_greedy'].diff:+.3f}" for r in below))
+    lines += [f"against greedy decoding ({greedy.mean_cost(ps):.0f} {unit}), held out:",
+              *(f"  {line}" for line in result.versus_greedy())]
     bad = [b for b, _, ok in result.greedy_ok() if not ok]
     lines.append("at every budget at or above greedy's cost the policy is non-inferior to "
                  "greedy" if not bad else "NOT non-inferior to greedy at budgets "
                  + ", ".join(f"{b:g}" for b in bad))
+    if result.features:
+        lines.append("difficulty features per fold, chosen on its training folds: "
+                     + ", ".join(result.features))
     chosen = ", ".join("none" if b is None else f"{b:g}" for b in result.chosen_budgets)
     lines.append(f"headline budget per fold, chosen by inner cross-fitting on its training "
                  f"folds: {chosen}")
@@ -438,5 +468,7 @@ def crossfit_markdown(result: CrossFit) -> list[str]:
                   f"{r['share']:.3f} | {r['vs_sc']} | {r['vs_greedy']} | "
                   f"{_most(fixed).replace('|', chr(92) + '|')} | {r['fixed_accuracy']:.3f} | "
                   f"{r['fixed_cost'] / sc_cost:.3f} |")
+    md += ["", f"Against greedy decoding ({result.greedy.mean_cost(ps):.0f} {result.unit} per "
+           "problem), held out:", "", *(f"- {line}" for line in result.versus_greedy())]
     return [*md, "", headline(result) + "."]
 

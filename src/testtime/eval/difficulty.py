@@ -1,9 +1,10 @@
 """Problem difficulty: oracle bins from the sweep's own pass rates, predicted bins from a probe.
 
 Oracle difficulty follows Snell et al. (2024): a problem's pass rate over all its samples, cut
-into quantile bins (1 = easiest). Predicted difficulty needs no answer key: the agreement
-among the first k samples (or their mean verifier score), cut at quantiles fitted on
-training problems. The probe's cost is the cost of those k samples.
+into quantile bins (1 = easiest). Predicted difficulty needs no answer key: a score combining
+the probe's features (agreement and confidence of the first k samples, the prompt's length in
+tokens) by a logistic fit of the training problems' pass rates, cut at quantiles of the
+training problems' scores. The probe's cost is the cost of those k samples.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Any
 import numpy as np
 
 from testtime.eval.curves import SAMPLING, problem_key, strategy_name
-from testtime.policy import agreement, mean_score
+
+RIDGE = 1.0
+"""Ridge penalty of the difficulty score's logistic fit, on standardised features."""
 
 
 def pass_rates(records: Sequence[dict[str, Any]]) -> dict[str, float]:
@@ -39,12 +42,44 @@ def quantile_bins(values: dict[str, float], bins: int, *, easy_high: bool = True
     return {k: 1 + (i * bins) // n for i, k in enumerate(order)}
 
 
-def probe_statistic(candidates: Sequence[dict[str, Any]], k: int, statistic: str) -> float:
-    """The probe's statistic over the first k candidates of a stored record."""
-    head = list(candidates[:k])
-    if statistic == "score":
-        return mean_score([c.get("score") for c in head])
-    return agreement([c.get("answer") for c in head])
+def fit_logistic(x: np.ndarray, y: np.ndarray, *, ridge: float = RIDGE, iters: int = 100
+                 ) -> tuple[np.ndarray, float]:
+    """Coefficients and intercept of a logistic fit of ``y`` (pass rates in [0, 1]) on the
+    columns of ``x``, in ``x``'s own units: Newton steps on the cross-entropy with a ridge
+    penalty on the standardised coefficients (a constant column gets coefficient 0)."""
+    mu, sd = x.mean(axis=0), x.std(axis=0)
+    flat = sd == 0
+    z = np.where(flat, 0.0, (x - mu) / np.where(flat, 1.0, sd))
+    design = np.column_stack([np.ones(len(z)), z])
+    penalty = np.diag([0.0, *([ridge] * z.shape[1])])
+    w = np.zeros(design.shape[1])
+    w[0] = _logit(float(np.clip(y.mean(), 1e-3, 1 - 1e-3)))
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-np.clip(design @ w, -30, 30)))
+        grad = design.T @ (p - y) + penalty @ w
+        hess = design.T @ (design * (p * (1 - p))[:, None]) + penalty + 1e-9 * np.eye(len(w))
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    coef = np.where(flat, 0.0, w[1:] / np.where(flat, 1.0, sd))
+    return coef, float(w[0] - np.sum(coef * mu))
+
+
+def _logit(p: float) -> float:
+    return float(np.log(p / (1 - p)))
+
+
+def fold_of(problem: str, folds: int, seed: int = 0) -> int:
+    """The fold a problem belongs to: a stable hash of its id, not its position."""
+    digest = hashlib.sha256(f"{seed}:{problem}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % folds
+
+
+def assign_folds(problems: Sequence[str], folds: int, seed: int = 0) -> list[list[str]]:
+    """Problems split into ``folds`` groups of near-equal size, in a hashed order."""
+    order = sorted(problems, key=lambda p: (fold_of(p, 1 << 30, seed), p))
+    return [sorted(order[i::folds]) for i in range(folds)]
 
 
 def fit_edges(stats: Sequence[float], bins: int) -> list[float]:

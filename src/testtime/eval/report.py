@@ -108,8 +108,9 @@ def cross_fitted(records: Sequence[dict[str, Any]], policy: Policy | None) -> Cr
     the records cannot be cross-fitted (no 16-sample pool, no greedy run, too few problems)."""
     rule = FitRule() if policy is None else FitRule.of(policy)
     budgets = None if policy is None else [float(b) for b in policy.budgets]
-    return CrossFitter(records, lambda train, bs: rule.fit(records, train, bs),
-                       unit=rule.unit).run(complete_problems(records), budgets=budgets)
+    return CrossFitter(records, lambda train, bs: rule.fit(records, train, bs), unit=rule.unit,
+                       prep=rule.prepared(records)).run(complete_problems(records),
+                                                        budgets=budgets)
 
 
 def budget_spans(policy: Policy) -> dict[str, list[str]]:
@@ -170,16 +171,43 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def describe_feature(policy: Policy, feature: str) -> str:
+    """One difficulty feature of ``policy`` in words."""
+    drawn = f"{policy.probe_k} samples drawn as {policy.prober_spec}"
+    if feature == "agreement":
+        return f"agreement of {drawn}"
+    if feature == "confidence":
+        verifier = policy.probe_verifier or policy.verifier or "confidence"
+        return f"mean {verifier} score of {drawn}"
+    return "prompt length in the model's tokens"
+
+
+def describe_score(policy: Policy) -> str:
+    """The difficulty score in words: one feature as it is, or the fitted combination."""
+    if policy.features and len(policy.features) == 1 and policy.coef == [1.0] \
+            and policy.intercept == 0.0:
+        return describe_feature(policy, policy.features[0])
+    terms = " ".join(f"{c:+.4g}·{f}" for f, c in zip(policy.features, policy.coef, strict=True))
+    return f"difficulty score {policy.intercept:.4g} {terms}"
+
+
 def describe_bins(policy: Policy) -> str:
     """The policy's difficulty bins in words, e.g. ``2 bins by agreement: bin 1 ≥ 0.75, ...``."""
-    drawn = f"{policy.probe_k} samples drawn as {policy.prober_spec}"
-    stat = (f"agreement of {drawn}" if policy.statistic == "agreement" else
-            f"mean verifier score of {drawn}")
+    stat = describe_score(policy)
+    combined = stat.startswith("difficulty score")
+    where = "; ".join(f"{f}: {describe_feature(policy, f)}" for f in policy.features) \
+        if combined else ""
+    if combined:
+        stat += f" (a logistic fit of training pass rates; higher: easier; {where})"
+    chosen = ""
+    if policy.feature_sets:
+        chosen = "; features chosen by inner folds of the training problems (accuracy at the " \
+            "budgets: " + ", ".join(f"{k} {v:.3f}" for k, v in policy.feature_sets.items()) + ")"
     if not policy.edges:
         text = (f"one probe bin: {stat} did not separate the training problems, so no cut "
                 "was fitted")
         if policy.feature_cut is None:
-            return text + " and every problem gets the same configuration per budget"
+            return text + " and every problem gets the same configuration per budget" + chosen
         return (text + f"; split by question length at {policy.feature_cut:.0f} characters "
                 "into bin 1 (short) and bin 2 (long)")
     bounds = [float("inf"), *policy.edges, float("-inf")]
@@ -198,7 +226,7 @@ def describe_bins(policy: Policy) -> str:
         text += (f"; each split by question length at {policy.feature_cut:.0f} characters "
                  f"into {policy.bins} bins (probe bin p gives bin 2p-1 when short, 2p when "
                  "long)")
-    return text
+    return text + chosen
 
 
 def write_per_problem(points: Sequence[Point], path: Path) -> None:

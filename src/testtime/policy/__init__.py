@@ -1,4 +1,4 @@
-"""The fitted compute-optimal policy: its files, choices, probe statistics and spec algebra.
+"""The fitted compute-optimal policy: files, choices, difficulty features and spec algebra.
 
 Used alike by the ``adaptive`` strategy, ``testtime fit-policy``, reports and the gateway. It
 builds strategies only through the strategy registry, by spec, so it imports none.
@@ -26,24 +26,38 @@ from testtime.policy.pools import (
     sampling_spec,
     spec_of_family,
 )
-from testtime.policy.probe import agreement, mean_score, measure, probe_answers
+from testtime.policy.probe import (
+    FEATURES,
+    Feature,
+    agreement,
+    candidate_features,
+    compared_answers,
+    features,
+    mean_score,
+    probe_answers,
+    stored_features,
+)
 
 __all__ = [
     "DRAW_FIELDS",
+    "FEATURES",
     "POLICY_DIR",
     "POLICY_STRATEGY",
     "Choice",
+    "Feature",
     "Policy",
     "PolicyError",
     "Pool",
     "Statistic",
     "Unit",
     "agreement",
+    "candidate_features",
+    "compared_answers",
     "distinct_labels",
     "draw_spec",
+    "features",
     "load_policy",
     "mean_score",
-    "measure",
     "policy_path",
     "policy_spec",
     "pooled_families",
@@ -55,4 +69,5 @@ __all__ = [
     "sampling_spec",
     "shipped_policies",
     "spec_of_family",
+    "stored_features",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -9,23 +10,43 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from testtime.policy.choices import Choice
 from testtime.policy.pools import built, probe_draw
+from testtime.policy.probe import Feature
 
 Statistic = Literal["agreement", "score"]
+"""The one probe statistic of policy files written before difficulty features."""
 Unit = Literal["tokens", "flops", "seconds"]
+AGREEMENT: tuple[Feature, ...] = ("agreement",)
 
 
 class Policy(BaseModel):
-    """Per predicted-difficulty bin and budget, the configuration to run."""
+    """Per predicted-difficulty bin and budget, the configuration to run.
+
+    A problem's difficulty score is ``intercept + sum(coef * feature)`` over its probe's
+    ``features`` (higher: easier; a logistic fit of correctness on the training problems), cut
+    at ``edges`` into bins (1 = easiest). A budget whose bins all choose one configuration
+    runs it without probing.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     probe_k: int = Field(ge=1)
-    statistic: Statistic = "agreement"
-    edges: list[float] = Field(description="probe statistic cut points, easiest bin first")
+    features: list[Feature] = Field(default_factory=lambda: list(AGREEMENT),
+                                    description="difficulty features the score combines")
+    coef: list[float] = Field(default_factory=lambda: [1.0],
+                              description="weight of each feature in the difficulty score")
+    intercept: float = 0.0
+    means: list[float] = Field(default_factory=lambda: [0.0], description="each feature's "
+                               "training mean: what a feature that cannot be measured counts as")
+    edges: list[float] = Field(description="difficulty score cut points, easiest bin first")
     feature: Literal["prompt_chars"] | None = Field(
-        default=None, description="a cheap prompt feature splitting every probe bin in two")
+        default=None, description="older files: question length in characters, splitting "
+        "every bin in two")
     feature_cut: float | None = Field(
-        default=None, description="prompts up to this many characters go to the first half")
+        default=None, description="older files: prompts up to this many characters go to the "
+        "first half")
+    probe_verifier: str | None = Field(
+        default=None, description="verifier scoring the probe samples (their confidence); "
+        "unset: the policy's verifier, else the model's confidence")
     unit: Unit = Field(default="tokens", description="what budgets count: generated + verifier "
                        "tokens, FLOPs or seconds per problem, probe included")
     budgets: dict[str, list[Choice]] = Field(
@@ -36,12 +57,31 @@ class Policy(BaseModel):
     table: dict[str, dict[str, list[float]]] = Field(
         default_factory=dict,
         description="bin → configuration → [accuracy, cost, problems] on the training split")
+    feature_sets: dict[str, float] = Field(
+        default_factory=dict, description="candidate feature sets → accuracy on inner folds of "
+        "the training problems (the fit picked the best)")
+    greedy: str | None = Field(
+        default=None, description="greedy decoding's spec: at or above its cost a bin runs "
+        "something else only where the training problems show it beats greedy")
     train: list[str] = Field(default_factory=list)
     heldout: list[str] = Field(default_factory=list)
     source: str = ""
     probe: str | None = Field(
         default=None, description="pooled strategy spec whose draws are the probe (e.g. "
         "no-thinking answers); unset: sampling at temperature and max_tokens")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_statistic(cls, value: Any) -> Any:
+        """Files written before difficulty features (``"statistic": "agreement"``) load as
+        that one feature with weight 1."""
+        if isinstance(value, dict) and "statistic" in value:
+            value = dict(value)
+            stat = value.pop("statistic")
+            value.setdefault("features", ["confidence" if stat == "score" else "agreement"])
+            value.setdefault("coef", [1.0])
+            value.setdefault("means", [0.0])
+        return value
 
     @field_validator("probe")
     @classmethod
@@ -76,9 +116,13 @@ class Policy(BaseModel):
             raise ValueError("budget keys must be numbers") from None
 
     @model_validator(mode="after")
-    def _feature_has_cut(self) -> Policy:
+    def _consistent(self) -> Policy:
         if (self.feature is None) != (self.feature_cut is None):
             raise ValueError("feature and feature_cut go together")
+        if not self.features or len(set(self.features)) != len(self.features):
+            raise ValueError("features must name at least one feature, each once")
+        if not len(self.coef) == len(self.means) == len(self.features):
+            raise ValueError("coef and means need one value per feature")
         return self
 
     @property
@@ -86,19 +130,40 @@ class Policy(BaseModel):
         """Number of difficulty bins."""
         return (len(self.edges) + 1) * (2 if self.feature_cut is not None else 1)
 
-    def predict(self, statistic: float, chars: float = 0.0) -> int:
-        """Predicted bin (1 = easiest) of a problem whose probe gave ``statistic``; with a
-        prompt feature, each probe bin splits into short (odd) and long (even) prompts."""
-        probe = 1 + sum(1 for e in self.edges if statistic < e)
+    def uses(self, feature: Feature) -> bool:
+        """Whether the difficulty score reads ``feature``."""
+        return feature in self.features
+
+    def score(self, values: Mapping[str, float]) -> float:
+        """The difficulty score of a probe's feature ``values`` (a missing feature counts as
+        its training mean)."""
+        return self.intercept + sum(
+            c * float(values.get(f, m)) for f, c, m in zip(self.features, self.coef,
+                                                            self.means, strict=True))
+
+    def predict(self, values: Mapping[str, float], chars: float = 0.0) -> int:
+        """Predicted bin (1 = easiest) of a problem whose probe gave feature ``values``; in
+        older files with a prompt-length split, each bin splits into short (odd) and long
+        (even) questions by ``chars``."""
+        score = self.score(values)
+        probe = 1 + sum(1 for e in self.edges if score < e)
         if self.feature_cut is None:
             return probe
         return 2 * probe - (0 if chars > self.feature_cut else 1)
 
+    def probed(self, budget: str) -> bool:
+        """Whether the row of ``budget`` (a key of ``budgets``) needs the probe: False when
+        every bin runs the same configuration."""
+        return len(set(self.budgets[budget])) > 1
+
+    def row(self, budget: float) -> str:
+        """The largest fitted budget not above ``budget`` (else the smallest), as its key."""
+        fitted = list(self.budgets)
+        return ([b for b in fitted if float(b) <= budget] or fitted[:1])[-1]
+
     def choose(self, bin_: int, budget: float) -> tuple[str, Choice]:
         """The choice for a bin under the largest fitted budget not above ``budget``."""
-        fitted = list(self.budgets)
-        fits = [b for b in fitted if float(b) <= budget] or fitted[:1]
-        key = fits[-1]
+        key = self.row(budget)
         return key, self.budgets[key][bin_ - 1]
 
     def levels(self) -> dict[str, float]:

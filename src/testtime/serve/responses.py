@@ -118,7 +118,8 @@ def message_body(result: Result) -> dict[str, Any]:
     return message
 
 
-ADAPTIVE_KEYS = ("choice", "choice_spec", "predicted_bin", "probe_statistic", "policy_budget")
+ADAPTIVE_KEYS = ("choice", "choice_spec", "predicted_bin", "probe_statistic", "features",
+                 "policy_budget")
 """What ``adaptive`` (auto@MODEL) reports of its decision in every reply."""
 
 
