@@ -248,7 +248,7 @@ def test_a_pool_of_tool_integrated_traces_is_voted_only_as_itself() -> None:
         recs.append(_record(rec["problem_id"], tools, True,
                             [{"answer": "5", "correct": True, "generated_tokens": 80}] * 8,
                             640))
-    insts = instances(recs, sorted(pooled_records(recs)), 3, "agreement", draw_spec(POOL))
+    insts = instances(recs, sorted(pooled_records(recs)), 3, draw_spec(POOL))
     drawn = draw_spec(tools)
     assert drawn is not None and "max_calls=2" in drawn
     from_tools = [c for c in choices(insts, 3) if c.draw == drawn]
