@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("--prior", type=float, default=PRIOR)
     args = ap.parse_args()
     cfg = load_config(args.config)
-    store = ResultStore(args.store)
+    store = ResultStore(args.store, create=not args.no_sweep)
     if not args.no_sweep:
         summary = asyncio.run(run_sweep(cfg, store=store))
         print(f"sweep: {summary.total} units, {summary.skipped} already stored, "

@@ -88,6 +88,18 @@ def test_broken_store_is_a_clear_error(tmp_path: Path) -> None:
         ResultStore(tmp_path / "missing.db", create=False)
 
 
+def test_reading_a_store_leaves_its_file_as_it_was(tmp_path: Path) -> None:
+    import shutil
+
+    committed = Path(__file__).parents[2] / "examples" / "policy-sweep.db"
+    copy = tmp_path / "store.db"
+    shutil.copy(committed, copy)
+    before = copy.read_bytes()
+    with ResultStore(copy, create=False) as s:
+        assert s.records()
+    assert copy.read_bytes() == before
+
+
 async def test_run_unit_record_carries_configuration() -> None:
     cfg = SweepConfig(tasks=[{"spec": "arith:level=1", "limit": 1}],
                       strategies=["self-consistency:n=3,max_tokens=4"], budgets=["tokens=8"],

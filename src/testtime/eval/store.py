@@ -40,7 +40,8 @@ class StoreError(ValueError):
 
 
 class ResultStore:
-    """Sweep results in SQLite; ``put`` is idempotent on the unit key."""
+    """Sweep results in SQLite; ``put`` is idempotent on the unit key. With ``create=False``
+    an existing store is opened read-only: reports and fits never change the file."""
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path).expanduser()
@@ -50,11 +51,15 @@ class ResultStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(SCHEMA)
-            self._db.commit()
+            if create:
+                self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute(SCHEMA)
+                self._db.commit()
+            else:
+                self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                           check_same_thread=False, timeout=30.0)
             self._check_schema()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{str(self.path)!r} is not a usable result store: {exc}") from None
