@@ -254,6 +254,9 @@ class Usage(Frozen):
     ``nfes`` counts a diffusion model's denoiser forward passes (one per sample per
     evaluation; a batched call of 8 samples is 8 NFEs and 1 call), ``denoiser_seconds`` their
     wall time.
+    ``tool_runs`` counts the tool calls a strategy made (every call of a tool that exists,
+    its arguments valid or not; a ``python`` call is also a sandbox run, so ``sandbox_runs``
+    still counts every program run in the sandbox), ``tool_seconds`` their wall time.
     ``stopped_traces`` counts the streamed traces among them that their consumer stopped on
     purpose (a strategy that lost confidence in a trace, a client that closed its stream) and
     ``stopped_tokens`` the tokens those traces had generated (part of ``generated_tokens``).
@@ -271,6 +274,8 @@ class Usage(Frozen):
     verifier_seconds: float = 0.0
     sandbox_runs: int = 0
     sandbox_seconds: float = 0.0
+    tool_runs: int = 0
+    tool_seconds: float = 0.0
     verifier_flops: float = 0.0
     cut_calls: int = 0
     stopped_traces: int = 0

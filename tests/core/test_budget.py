@@ -10,7 +10,7 @@ from testtime.backends.scripted import ScriptedBackend
 from testtime.budget import Budget, BudgetExhausted, CostModel, Ledger, ModelShape, Plan
 from testtime.strategies import make_strategy
 from testtime.strategies.base import Context
-from testtime.types import Completion, Generation, Problem
+from testtime.types import Completion, Generation, Problem, Usage
 
 
 def gen(prompt: int, cached: int, *generated: int) -> Generation:
@@ -195,3 +195,26 @@ def test_sandbox_runs_are_recorded_apart_from_model_calls() -> None:
     assert usage.calls == 0 and usage.total_tokens == 0 and usage.sandbox_seconds_per_run == 0.25
     ledger.check_after()
     assert not ledger.exhausted
+
+
+def test_tool_runs_are_recorded_apart_from_sandbox_runs_and_model_calls() -> None:
+    ledger = Ledger(budget=Budget(calls=1))
+    step = ledger.record_tool(2, 0.5)
+    assert (step.tool_runs, step.tool_seconds, step.counted_by) == (2, 0.5, ("tools",))
+    ledger.record_sandbox(1, 0.25)
+    ledger.record_tool(1, 0.25)
+    usage = ledger.close()
+    assert (usage.tool_runs, usage.tool_seconds) == (3, 0.75)
+    assert (usage.sandbox_runs, usage.calls, usage.total_tokens) == (1, 0, 0)
+    assert (usage + usage).tool_runs == 6
+    ledger.check_after()
+    assert not ledger.exhausted
+
+
+def test_a_ledger_with_no_tokens_left_says_so_and_marks_the_limit() -> None:
+    ledger = Ledger(budget=Budget(generated_tokens=10))
+    assert not ledger.out_of_tokens() and not ledger.exhausted
+    ledger.add(Usage(generated_tokens=10))
+    assert ledger.out_of_tokens()
+    assert ledger.exhausted and ledger.limit == "generated_tokens"
+    assert not Ledger().out_of_tokens()

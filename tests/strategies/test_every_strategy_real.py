@@ -48,6 +48,7 @@ SPECS = {
     "program": "program:n=2,select=weighted,max_tokens=48",
     "cross-check": "cross-check:n=1,programs=1,max_tokens=48",
     "tool-integrated": "tool-integrated:n=2,max_calls=1,max_tokens=48",
+    "agent": "agent:tools=calculator,n=2,select=best,max_turns=2,max_tokens=32",
 }
 
 

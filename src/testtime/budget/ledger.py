@@ -83,6 +83,15 @@ class Ledger:
         room = self._room(0, verifier=False)
         return None if room is None else max(room[0], 0)
 
+    def out_of_tokens(self) -> bool:
+        """Whether no token is left to generate under a token limit (a caller that sized its
+        calls to exactly what was left has spent it); the budget is then marked exhausted."""
+        room = self._room(0, verifier=False)
+        if room is not None and room[0] <= 0:
+            self.meet(room[1])
+            return True
+        return False
+
     def _room(self, prompt: int, *, verifier: bool) -> tuple[int, str] | None:
         """Tokens left to generate after a ``prompt``-token prompt, and the limit that binds."""
         b, u = self.budget, self.usage
@@ -266,6 +275,13 @@ class Ledger:
         """Record ``runs`` programs run in the code sandbox for the policy (a program sample,
         a tool call), taking ``seconds`` of wall time in all, and return their Usage."""
         step = Usage(sandbox_runs=runs, sandbox_seconds=seconds, counted_by=(counted_by,))
+        self.add(step)
+        return step
+
+    def record_tool(self, runs: int, seconds: float, counted_by: str = "tools") -> Usage:
+        """Record ``runs`` tool calls a strategy made, taking ``seconds`` of wall time in all
+        (a ``python`` call's program is recorded by ``record_sandbox`` as well)."""
+        step = Usage(tool_runs=runs, tool_seconds=seconds, counted_by=(counted_by,))
         self.add(step)
         return step
 

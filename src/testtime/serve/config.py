@@ -20,6 +20,7 @@ from pydantic import (
 from testtime.budget import Budget
 from testtime.models import DEFAULT_MODEL
 from testtime.registry import Bound, ClientRules
+from testtime.tools import Tool, enable
 from testtime.verifiers import verifiers
 
 ENV_PREFIX = "TESTTIME_SERVE_"
@@ -133,6 +134,31 @@ class RayServeConfig(BaseModel):
                                  description="GPUs of a local cluster (default: detected)")
 
 
+class ToolsConfig(BaseModel):
+    """The ``[tools]`` table: the tools strategies may call on this server (run server-side).
+
+    ``enabled`` lists built-in or registered names, with the operator's options where a tool
+    takes them (``python:timeout=10``), and ``module:function`` callables to import. The
+    operator's config is trusted; a request may only ask for enabled tools by name.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: list[str] = Field(default_factory=list,
+                               description="tools strategies may call, e.g. [\"calculator\", "
+                                           "\"python:timeout=10\", \"mypkg.tools:lookup\"]")
+
+    @field_validator("enabled")
+    @classmethod
+    def _loadable(cls, value: list[str]) -> list[str]:
+        enable(value)
+        return value
+
+    def resolve(self) -> dict[str, Tool]:
+        """The enabled tools, by name (imported and checked)."""
+        return enable(self.enabled)
+
+
 DEFAULT_VERIFIERS = ["confidence", "judge", "judge-select", "rpc"]
 
 
@@ -194,6 +220,8 @@ class ServeConfig(BaseModel):
     log_level: str = "INFO"
     ray: RayServeConfig = Field(default_factory=RayServeConfig,
                                 description="replicas and resources under `serve --ray`")
+    tools: ToolsConfig = Field(default_factory=ToolsConfig,
+                               description="tools strategies may call on this server")
 
     @field_validator("allowed_verifiers")
     @classmethod
@@ -253,6 +281,8 @@ def _read_file(path: Path) -> dict[str, Any]:
     section = data.get("serve", data)
     if not isinstance(section, dict):
         raise ConfigError(f"config {path}: [serve] must be a table")
+    if section is not data and "tools" in data and "tools" not in section:
+        section = {**section, "tools": data["tools"]}
     return dict(section)
 
 

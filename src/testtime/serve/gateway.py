@@ -166,6 +166,7 @@ class Gateway:
         self.metrics = metrics if metrics is not None else Metrics()
         self.guard = guard(config.keys(), on_refuse=self.refused)
         self.limiter = Limiter(config.max_concurrency, config.max_queue, config.queue_timeout)
+        self.tools = config.tools.resolve()
         self.started = time.time()
         self.metrics.gauge("testtime_gateway_requests_running", "Requests running a strategy.",
                            lambda: self.limiter.running)
@@ -189,6 +190,7 @@ class Gateway:
             raise ApiError(400, f"{len(problems)} prompt(s) × n={n} exceeds this server's "
                            f"limit of {self.config.max_choices} choices", "invalid_request", "n")
         check_fits(strategy, problems, param)
+        self.check_tools(strategy, param)
         asked = client_budget_of(client_budget) if client_budget else None
         key_share = None
         if caller.remaining is not None:
@@ -200,12 +202,21 @@ class Gateway:
         budget = Budget.combine(self.config.budget(), preset, asked, key_share)
         return Job(problems, n, strategy, spec, budget, seed, caller, request_id, param)
 
+    def check_tools(self, strategy: StrategySettings, param: str = "model") -> None:
+        """Refuse (400) a strategy that names a tool the operator did not enable."""
+        missing = sorted(set(strategy.wants_tools()) - set(self.tools))
+        if missing:
+            raise ApiError(400, f"tool(s) {', '.join(missing)} are not enabled on this server; "
+                           f"enabled: {', '.join(sorted(self.tools)) or 'none'}",
+                           "tool_not_enabled", param)
+
     def context(self, job: Job, index: int) -> Context:
-        """A fresh Context for choice ``index`` of ``job``."""
+        """A fresh Context for choice ``index`` of ``job``, offering the enabled tools."""
         seed = job.seed + index if job.seed is not None else secrets.randbits(31)
         ctx = open_context(job.strategy, self.backend, spec=job.spec, budget=job.budget,
                            seed=seed, request=job.request,
-                           on_sample=lambda cands: job.on_sample(index, cands))
+                           on_sample=lambda cands: job.on_sample(index, cands),
+                           tools=self.tools)
         job.contexts.append(ctx)
         return ctx
 

@@ -39,6 +39,8 @@ def usage_body(usage: Usage, samples: int) -> dict[str, Any]:
             "stopped_tokens": usage.stopped_tokens,
             "sandbox_runs": usage.sandbox_runs,
             "sandbox_seconds": round(usage.sandbox_seconds, 4),
+            "tool_runs": usage.tool_runs,
+            "tool_seconds": round(usage.tool_seconds, 4),
             "seconds": round(usage.seconds, 4),
             "flops": usage.flops if usage.flops_known else None,
             "verifier_flops": usage.verifier_flops if usage.flops_known else None,

@@ -1,6 +1,7 @@
 """Strategies: one file per technique, each reading like its paper."""
 
 from testtime.strategies.adaptive import Adaptive
+from testtime.strategies.agent import Agent
 from testtime.strategies.base import (
     Context,
     Strategy,
@@ -34,6 +35,7 @@ __all__ = [
     "DVTS",
     "MCTS",
     "Adaptive",
+    "Agent",
     "BeamSearch",
     "BestOfN",
     "BudgetForcing",

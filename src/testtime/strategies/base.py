@@ -13,7 +13,7 @@ import hashlib
 import random
 import time
 from abc import abstractmethod
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
@@ -29,7 +29,9 @@ from testtime.code.programs import ProgramRun, run_program
 from testtime.code.sandbox import Limits, Mode
 from testtime.metered import metered_generate, metered_stream
 from testtime.policy.pools import Pool
-from testtime.registry import Nested, Registry, build
+from testtime.registry import Nested, Registry, SpecError, build
+from testtime.tools.base import Tool, ToolResult
+from testtime.tools.registry import tools as known_tools
 from testtime.traces import Finisher, Trace, Watcher, run_traces
 from testtime.types import (
     Candidate,
@@ -61,6 +63,8 @@ class Context:
     batch of candidates as it is sampled (the gateway streams progress from it).
     ``offer`` leaves already-paid samples for whatever strategy samples the same prompt next.
     ``strategy`` is the strategy the Context was opened for; ``spec`` is how results name it.
+    ``tools`` are the tools its strategy may call (default: every registered tool; the
+    gateway's: those its operator enabled).
     """
 
     backend: Backend
@@ -76,6 +80,7 @@ class Context:
     request: dict[str, Any] = field(default_factory=dict)
     on_sample: Callable[[Sequence[Candidate]], None] | None = None
     offered: list[tuple[GenerationRequest, str, list[Candidate]]] = field(default_factory=list)
+    tools: Mapping[str, Tool] = field(default_factory=known_tools.all)
 
     def __post_init__(self) -> None:
         self.ledger = Ledger(budget=self.budget, cost=self.backend.cost)
@@ -152,6 +157,19 @@ class Context:
                 return run
 
         return list(await asyncio.gather(*(one(p) for p in programs)))
+
+    async def call_tool(self, name: str, arguments: Mapping[str, Any] | str) -> ToolResult:
+        """Call the tool ``name`` offered to this run with ``arguments`` (a mapping or its
+        JSON text) and bill the call to the ledger (``tool_runs``, ``tool_seconds``). An
+        unknown tool, bad arguments or a tool's exception is a failed result, never an error."""
+        tool = self.tools.get(name)
+        if tool is None:
+            offered = ", ".join(sorted(self.tools)) or "none"
+            return ToolResult.error(f"there is no tool {name!r}; tools: {offered}")
+        started = time.monotonic()
+        result = await tool.call(arguments, self)
+        self.ledger.record_tool(1, time.monotonic() - started)
+        return result
 
     async def delegate(self, strategy: Strategy, problem: Problem) -> Result:
         """Run ``strategy`` on this Context (same ledger, seeds, offers and caller options),
@@ -389,6 +407,10 @@ class StrategySettings(Sampling):
         """Whether every sample this strategy takes is a whole reply: its class declaration."""
         return self.whole_replies
 
+    def wants_tools(self) -> tuple[str, ...]:
+        """The tools it names in its options, which its Context must offer: none."""
+        return ()
+
     def verifier_for(self, given: Verifier | None) -> Verifier | None:
         """The verifier a Context opened for this strategy scores with: its own (if it uses
         one), else ``given`` (the caller's), else its declared default."""
@@ -470,14 +492,22 @@ def verifier_for(strategy: Strategy, given: Verifier | None) -> Verifier | None:
 def open_context(strategy: Strategy, backend: Backend, *, spec: str = "",
                  verifier: Verifier | None = None, budget: Budget | None = None, seed: int = 0,
                  request: dict[str, Any] | None = None,
-                 on_sample: Callable[[Sequence[Candidate]], None] | None = None) -> Context:
+                 on_sample: Callable[[Sequence[Candidate]], None] | None = None,
+                 tools: Mapping[str, Tool] | None = None) -> Context:
     """The Context ``strategy`` runs one problem in: the one place a Context is built.
 
     ``verifier`` is the caller's (``--verifier``); the strategy's declarations decide what it
     scores with. Its sampler settings go to every call it makes; ``request`` holds what the
-    caller asks of every generation.
+    caller asks of every generation. ``tools`` are the tools it may call (default: every
+    registered one); a SpecError names a tool the strategy wants that they do not hold.
     """
+    offered = dict(known_tools.all() if tools is None else tools)
+    wants = getattr(strategy, "wants_tools", None)
+    missing = sorted(set(wants() if callable(wants) else ()) - set(offered))
+    if missing:
+        raise SpecError(f"tool(s) {', '.join(missing)} are not offered here; tools: "
+                        f"{', '.join(sorted(offered)) or 'none'}")
     return Context(backend=backend, verifier=verifier_for(strategy, verifier),
                    budget=budget or Budget(), seed=seed, spec=spec, strategy=strategy,
                    sampling=Sampling.of(strategy), request=dict(request or {}),
-                   on_sample=on_sample)
+                   on_sample=on_sample, tools=offered)
