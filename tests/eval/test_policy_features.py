@@ -189,13 +189,13 @@ def test_the_report_says_what_a_budget_below_greedy_costs_and_holds_the_rest_to_
 
 def test_policy_files_from_before_the_features_load_and_choose_as_before(tmp_path: Path
                                                                           ) -> None:
-    shipped = load_policy("qwen2.5-coder-0.5b")
+    before = Path(__file__).resolve().parents[1] / "data" / "arith-policy.json"
+    shipped = load_policy(str(before))
     assert shipped.features == ["agreement"] and shipped.coef == [1.0] and shipped.bins == 4
     assert shipped.feature == "prompt_chars" and shipped.feature_cut == 20.0
     for agree, chars, bin_ in ((1.0, 10, 1), (1.0, 30, 2), (0.5, 10, 3), (0.5, 30, 4)):
         assert shipped.predict({"agreement": agree}, chars) == bin_
-    old = json.loads((Path(__file__).resolve().parents[2] / "src" / "testtime" / "policies"
-                      / "qwen2.5-coder-0.5b.json").read_text())
+    old = json.loads(before.read_text())
     assert old["statistic"] == "agreement" and "features" not in old
     old["statistic"] = "score"
     (tmp_path / "old.json").write_text(json.dumps(old))

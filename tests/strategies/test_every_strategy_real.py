@@ -83,17 +83,19 @@ async def test_strategy_on_smollm(name: str, smollm: EmbeddedBackend, tmp_path: 
 
 @pytest.mark.slow
 @pytest.mark.ci
-async def test_the_shipped_policy_answers_when_no_thinking_answers_agree_and_thinks_otherwise(
+async def test_a_fitted_policy_answers_when_no_thinking_answers_agree_and_thinks_otherwise(
         qwen05: EmbeddedBackend, engine_count: Callable[[EmbeddedBackend], float]) -> None:
-    """At its lowest budget the shipped policy probes with two no-thinking answers. On a short
-    sum they agree, and no-thinking@2 answers from the probe itself: one call, a few tokens.
-    On a two-step question they differ, and it thinks: a greedy chain of thought, which
-    cannot reuse the prefilled probe. Usage equals llama.cpp's own count."""
+    """At its lowest budget a policy fitted on arith (tests/data/arith-policy.json, shipped
+    before the GSM8K refit) probes with two no-thinking answers. On a short sum they agree,
+    and no-thinking@2 answers from the probe itself: one call, a few tokens. On a two-step
+    question they differ, and it thinks: a greedy chain of thought, which cannot reuse the
+    prefilled probe. Usage equals llama.cpp's own count."""
     from testtime.policy import load_policy
 
-    shipped = load_policy("qwen2.5-coder-0.5b")
+    path = Path(__file__).resolve().parents[1] / "data" / "arith-policy.json"
+    shipped = load_policy(str(path))
     low = shipped.levels()["low"]
-    adaptive = make_strategy(f"adaptive:policy=qwen2.5-coder-0.5b,budget={low:g}")
+    adaptive = make_strategy(f"adaptive:policy={path},budget={low:g}")
     def arith(pid: str, question: str, reference: str) -> Problem:
         return Problem(id=pid, question=question, reference=reference, system=MATH_SYSTEM,
                        instruction=MATH_INSTRUCTION)
