@@ -18,16 +18,15 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Sequence
-from typing import Annotated, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from testtime.answers import extract_answer
 from testtime.code.extract import extract_code
 from testtime.code.programs import ProgramRun
-from testtime.code.sandbox import Limits, resolve_mode
+from testtime.code.settings import SandboxOptions
 from testtime.policy.pools import Pool
-from testtime.registry import OPERATOR
 from testtime.strategies.aggregate import aggregated_result
 from testtime.strategies.base import Context, StrategySettings, strategies
 from testtime.traces import Watcher
@@ -87,31 +86,11 @@ def shown_with_output(reply: str, run: ProgramRun) -> str:
     return f"{reply.rstrip()}\n\n```output\n{run.feedback()}\n```"
 
 
-class SandboxSettings(StrategySettings):
-    """A strategy that runs model-written code: the sandbox's limits, the operator's alone
+class SandboxSettings(SandboxOptions, StrategySettings):
+    """A strategy that runs model-written code: the sandbox's options, the operator's alone
     (as for the code verifiers), and one way to run a batch of programs, billed."""
 
     runs_code: ClassVar[bool] = True
-
-    timeout: Annotated[float, OPERATOR] = Field(default=5.0, gt=0, le=600,
-                                                description="wall seconds per program")
-    cpu: Annotated[int, OPERATOR] = Field(default=5, ge=1, le=600,
-                                          description="CPU seconds per program")
-    memory_mb: Annotated[int, OPERATOR] = Field(default=512, ge=64, le=65536)
-    parallel: Annotated[int, OPERATOR] = Field(default=2, ge=1, le=256,
-                                               description="programs run at once")
-    sandbox: Annotated[Literal["auto", "namespace", "userns"], OPERATOR] = Field(
-        default="auto", description="the box; the unisolated 'process' mode is the operator's "
-                                    "choice only (TESTTIME_SANDBOX=process)")
-
-    @property
-    def limits(self) -> Limits:
-        """The per-program limits these settings give."""
-        return Limits(wall_seconds=self.timeout, cpu_seconds=self.cpu, memory_mb=self.memory_mb)
-
-    def check(self) -> None:
-        """Raise (SandboxError) where no sandbox can run the programs."""
-        resolve_mode(self.sandbox)
 
     async def run_code(self, programs: Sequence[str], ctx: Context) -> list[ProgramRun]:
         """Run ``programs`` in the sandbox, billed to the Context's ledger."""

@@ -11,12 +11,13 @@ model reads; it is never a failed request. The limits are the operator's
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from testtime.code.sandbox import Limits, resolve_mode
-from testtime.registry import SpecError, describe
+from testtime.code.sandbox import Limits, Mode, resolve_mode
+from testtime.code.settings import LimitOptions
+from testtime.registry import OPERATOR, SpecError, describe
 from testtime.tools.base import Tool, ToolEnv, ToolResult
 
 
@@ -28,15 +29,13 @@ class PythonArguments(BaseModel):
     code: Annotated[str, Field(description="a Python program that prints its result")]
 
 
-class PythonSettings(BaseModel):
-    """The operator's options of the python tool: the sandbox's limits and box."""
+class PythonSettings(LimitOptions):
+    """The operator's options of the python tool: the sandbox's limits and box (any box,
+    ``process`` too, since the operator's configuration is trusted)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    timeout: float = Field(default=5.0, gt=0, le=600, description="wall seconds per program")
-    cpu: int = Field(default=5, ge=1, le=600, description="CPU seconds per program")
-    memory_mb: int = Field(default=512, ge=64, le=65536)
-    sandbox: Literal["auto", "namespace", "userns", "process"] = Field(
+    sandbox: Annotated[Mode, OPERATOR] = Field(
         default="auto", description="the box (auto never picks the unisolated process box)")
 
 
@@ -54,8 +53,7 @@ class PythonTool(Tool):
     @property
     def limits(self) -> Limits:
         """The per-program limits of these settings."""
-        s = self.settings
-        return Limits(wall_seconds=s.timeout, cpu_seconds=s.cpu, memory_mb=s.memory_mb)
+        return self.settings.limits
 
     def configured(self, options: Mapping[str, str]) -> PythonTool:
         """The python tool with the operator's limits."""

@@ -10,33 +10,23 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 
 from testtime.code.problems import run_candidate
-from testtime.code.sandbox import Limits, RunResult
+from testtime.code.sandbox import RunResult
+from testtime.code.settings import MemoryMb, SandboxOptions, WallSeconds
 from testtime.registry import OPERATOR
 from testtime.types import Candidate, Problem, Score, Usage
 from testtime.verifiers.base import VerifierSettings, VerifyContext, verifiers
 
 
-class SandboxedVerifier(VerifierSettings):
-    """Base of the verifiers that run candidates' code: the sandbox's limits, set by the
+class SandboxedVerifier(SandboxOptions, VerifierSettings):
+    """Base of the verifiers that run candidates' code: the sandbox's options, set by the
     operator only, and one place that runs every candidate and bills the sandbox's time."""
 
     problem_kinds: ClassVar[tuple[str, ...]] = ("code",)
 
-    timeout: Annotated[float, OPERATOR] = Field(default=10.0, gt=0, le=600,
-                                                description="wall seconds per run")
-    cpu: Annotated[int, OPERATOR] = Field(default=5, ge=1, le=600,
-                                          description="CPU seconds per run")
-    memory_mb: Annotated[int, OPERATOR] = Field(default=1024, ge=64, le=65536)
+    timeout: WallSeconds = 10.0
+    memory_mb: MemoryMb = 1024
     parallel: Annotated[int, OPERATOR] = Field(default=0, ge=0, le=256,
                                                description="runs at once; 0: CPU count")
-    sandbox: Annotated[Literal["auto", "namespace", "userns"], OPERATOR] = Field(
-        default="auto", description="the box; the unisolated 'process' mode is the operator's "
-                                    "choice only (TESTTIME_SANDBOX=process)")
-
-    @property
-    def limits(self) -> Limits:
-        """The per-run limits these settings give."""
-        return Limits(wall_seconds=self.timeout, cpu_seconds=self.cpu, memory_mb=self.memory_mb)
 
     async def run_all(self, candidates: Sequence[Candidate], run: Callable[[Candidate], RunResult],
                       ctx: VerifyContext) -> list[RunResult]:
