@@ -17,12 +17,15 @@ os.environ.setdefault("TESTTIME_CACHE", "/tmp/ttcache")
 
 ray = pytest.importorskip("ray")
 
+from testtime.distributed.cluster import SERVE_PATIENCE  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[Any]:
     """Two Ray nodes (one CPU each) with every service on 127.0.0.1, and a driver connected."""
     from ray.cluster_utils import Cluster
 
+    os.environ.update({k: v for k, v in SERVE_PATIENCE.items() if k not in os.environ})
     node = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False}
     cluster = Cluster(initialize_head=True, head_node_args=node)
     cluster.add_node(**{k: v for k, v in node.items() if k != "include_dashboard"})

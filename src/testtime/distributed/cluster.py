@@ -26,6 +26,13 @@ def import_ray() -> Any:
     return ray
 
 
+SERVE_PATIENCE = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30"}
+"""Environment a local cluster starts with: Serve's HTTP proxy may take longer than Ray's 5 s
+per readiness check (three misses restart it and fail ``serve.start``) to start on a busy
+machine with few cores. Read by Serve's controller, so it must be set before the cluster
+starts; a cluster that testtime only connects to keeps its own settings."""
+
+
 def forwarded_env() -> dict[str, str]:
     """Environment variables every worker must share with the driver (model cache, threads)."""
     return {k: v for k, v in os.environ.items() if k.startswith("TESTTIME_")}
@@ -66,6 +73,8 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None,
         yield ray
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if local:
+        os.environ.update({k: v for k, v in SERVE_PATIENCE.items() if k not in os.environ})
     options: dict[str, Any] = {"runtime_env": {"env_vars": forwarded_env()},
                                "include_dashboard": False, "logging_level": "warning",
                                "log_to_driver": False}
