@@ -237,3 +237,19 @@ async def test_on_the_real_model_served_features_equal_the_sweeps(tmp_path: Path
         backend._pool.shutdown(wait=True)
     features = _compare(recs, path)
     assert all(f["prompt_tokens"] > 20 and 0 < f["confidence"] <= 1 for f in features)
+
+
+def test_the_shipped_policy_is_fitted_on_gsm8k_and_never_cuts_a_solution_short() -> None:
+    """The default model's policy comes from the GSM8K sweep (examples/gsm8k-sweep.yaml), reads
+    features that exist on real prompts, and gives every thinking configuration room for a
+    whole solution (the arith-fitted one ran greedy decoding cut at 192 tokens)."""
+    from testtime.strategies import make_strategy
+
+    shipped = load_policy("qwen2.5-coder-0.5b")
+    assert shipped.train and all(p.startswith("gsm8k-train/") for p in shipped.train)
+    assert shipped.greedy == "single:max_tokens=512" and shipped.feature is None
+    assert set(shipped.features) <= {"agreement", "confidence", "prompt_tokens"}
+    for choices in shipped.budgets.values():
+        for choice in choices:
+            if not choice.spec.startswith("no-thinking"):
+                assert make_strategy(choice.spec).max_tokens >= 512, choice.spec
