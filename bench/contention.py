@@ -49,7 +49,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 async def phase(backend: object, spec: str, problems: list, label: str) -> float:
     """Solve ``problems`` and return generated tokens per second of wall time."""
-    records, wall = await run_problems(problems, make_strategy(spec), backend,  # type: ignore[arg-type]
+    records, wall = await run_problems(problems, make_strategy(spec), backend,
                                        spec=spec, concurrency=len(problems))
     tokens = sum(r["usage"]["generated_tokens"] for r in records)
     errors = sum(1 for r in records if r.get("error"))

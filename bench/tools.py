@@ -27,7 +27,8 @@ from typing import Any
 
 from testtime.answers import is_correct
 from testtime.backends.embedded import EmbeddedBackend
-from testtime.eval.crossfit import fold_of
+from testtime.eval.crossfit import paired
+from testtime.eval.difficulty import fold_of
 from testtime.strategies import make_strategy
 from testtime.strategies.base import derive_seed, open_context
 from testtime.strategies.cross_check import cross_vote
@@ -39,6 +40,8 @@ KINDS = {"cot": "self-consistency:temperature={t},max_tokens={m}",
          "program": "program:temperature={t},max_tokens={m}",
          "tool": "tool-integrated:temperature={t},max_tokens={m},max_calls=3"}
 Pool = dict[str, dict[str, Any]]
+MIN_BENCH_PROBLEMS = 100
+"""Fewer problems than this give no headline ratio."""
 
 
 def answered(answers: list[str | None]) -> list[Candidate]:
@@ -61,8 +64,13 @@ async def draw_pools(problems: list[Problem], backend: EmbeddedBackend, args: ar
             have[kind] = {"answers": [c.answer for c in drawn], "tokens": usage.total_tokens,
                           "sandbox_runs": usage.sandbox_runs}
         if args.pool:
-            Path(args.pool).write_text(json.dumps(pools))
+            Path(args.pool).write_text(json.dumps({"key": pool_key(args), "pools": pools}))
         print(f"drew {problem.id}", flush=True)
+
+
+def pool_key(args: argparse.Namespace) -> str:
+    """What a cached pool was drawn with; a pool drawn otherwise is not reused."""
+    return f"{args.model}|{args.seed}|{args.k}|{args.temperature}|{args.max_tokens}"
 
 
 def outcome(problem: Problem, pool: Pool, method: str, k: int) -> tuple[bool, float]:
@@ -100,9 +108,9 @@ def table(problems: list[Problem], pools: dict[str, Pool], ks: list[int]
 
 
 def crossfit(problems: list[Problem], scores: dict[tuple[str, int], tuple[list[bool],
-             list[float]]], seed: int) -> tuple[float, float, float, float]:
-    """Held-out accuracy of the best tool configuration and of CoT at its tokens, each
-    chosen on the other fold; and their held-out mean tokens."""
+             list[float]]], seed: int) -> tuple[list[float], list[float], float, float]:
+    """Held-out correctness, problem by problem, of the best tool configuration and of CoT
+    at its tokens, each chosen on the other fold; and their held-out mean tokens."""
     folds = [fold_of(p.id, 2, seed) for p in problems]
     tool_right, cot_right, tool_tok, cot_tok = [], [], [], []
     for f in (0, 1):
@@ -125,8 +133,8 @@ def crossfit(problems: list[Problem], scores: dict[tuple[str, int], tuple[list[b
         cot_right += [scores[cot][0][i] for i in test]
         tool_tok += [scores[best][1][i] for i in test]
         cot_tok += [scores[cot][1][i] for i in test]
-    return (mean([float(x) for x in tool_right]), mean([float(x) for x in cot_right]),
-            mean(tool_tok), mean(cot_tok))
+    return ([float(x) for x in tool_right], [float(x) for x in cot_right], mean(tool_tok),
+            mean(cot_tok))
 
 
 async def main() -> None:
@@ -143,7 +151,9 @@ async def main() -> None:
     problems = Gsm8kTrainTask().problems(limit=args.problems, seed=args.seed)
     pools: dict[str, Pool] = {}
     if args.pool and Path(args.pool).exists():
-        pools = json.loads(Path(args.pool).read_text())
+        cached = json.loads(Path(args.pool).read_text())
+        if cached.get("key") == pool_key(args):
+            pools = cached["pools"]
     if any(set(KINDS) - set(pools.get(p.id, {})) for p in problems):
         backend = EmbeddedBackend(model=args.model, slots=max(args.k, 4))
         backend.start()
@@ -156,12 +166,20 @@ async def main() -> None:
     runs = mean([float(pools[p.id][kind]["sandbox_runs"]) for p in problems
                  for kind in ("program", "tool")])
     print(f"sandbox runs per pool (program, tool): {runs:.1f}")
-    tool_acc, cot_acc, tool_tok, cot_tok = crossfit(problems, scores, args.seed)
-    ratio = tool_acc / cot_acc if cot_acc else float("inf")
-    print(f"cross-fitted: best tool-using method {tool_acc:.3f} at {tool_tok:.0f} tokens, "
-          f"CoT majority@k {cot_acc:.3f} at {cot_tok:.0f} tokens")
-    print(f"ratio {ratio:.2f} (tool-using / chain-of-thought majority@k at matched mean "
-          f"tokens, {len(problems)} problems; target >= 1.1)")
+    tool_right, cot_right, tool_tok, cot_tok = crossfit(problems, scores, args.seed)
+    tool_acc, cot_acc = mean(tool_right), mean(cot_right)
+    diff = paired(tool_right, cot_right)
+    print(f"cross-fitted over {len(tool_right)} held-out problems: best tool-using method "
+          f"{tool_acc:.3f} at {tool_tok:.0f} tokens, CoT majority@k {cot_acc:.3f} at "
+          f"{cot_tok:.0f} tokens; paired difference {diff}")
+    if len(problems) < MIN_BENCH_PROBLEMS or not cot_acc:
+        why = (f"{len(problems)} problems < {MIN_BENCH_PROBLEMS}" if cot_acc
+               else "chain-of-thought majority@k answered none")
+        print(f"ratio not measured ({why}; target >= 1.1)")
+        return
+    print(f"ratio {tool_acc / cot_acc:.2f} (tool-using / chain-of-thought majority@k at matched "
+          f"mean tokens, {len(problems)} problems, paired difference {diff}; target >= 1.1: "
+          f"{'met' if tool_acc / cot_acc >= 1.1 else 'missed'})")
 
 
 if __name__ == "__main__":
