@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,9 +17,11 @@ import httpx
 import pytest
 import uvicorn
 
-from testtime.backends.base import Backend
+from testtime.backends.base import Backend, BackendError, Capabilities
+from testtime.backends.scripted import ScriptedBackend
 from testtime.serve.app import create_app
 from testtime.serve.config import ServeConfig
+from testtime.types import Generation, GenerationRequest, Piece
 
 
 def free_port() -> int:
@@ -120,3 +123,29 @@ def serve() -> Any:
 def upstream() -> Any:
     """The ``upstream_process`` context manager and ``free_port``."""
     return upstream_process, free_port
+
+
+class WordStream(ScriptedBackend):
+    """A scripted engine that also streams its text word by word, optionally failing."""
+
+    def __init__(self, text: str = "one two three four five",
+                 fail_after: int | None = None) -> None:
+        super().__init__(responder=lambda p, i, r: text)
+        self.capabilities = Capabilities(max_n=64, streaming=True)
+        self.fail_after = fail_after
+
+    async def stream(self, req: GenerationRequest) -> AsyncIterator[Piece | Generation]:
+        """The scripted text word by word (raising at word ``fail_after``), then the whole."""
+        gen = await self.generate(req)
+        for i, word in enumerate(gen.completions[0].text.split(" ")):
+            if self.fail_after is not None and i == self.fail_after:
+                raise BackendError("engine died mid-stream")
+            await asyncio.sleep(0.01)
+            yield Piece(text=word if i == 0 else " " + word)
+        yield gen
+
+
+@pytest.fixture
+def word_stream() -> type[WordStream]:
+    """The word-by-word streaming scripted engine, to build with its text."""
+    return WordStream

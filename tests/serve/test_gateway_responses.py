@@ -5,10 +5,8 @@ are in test_gateway_responses_model.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -28,9 +26,8 @@ from openai.types.responses import (
 )
 from pydantic import TypeAdapter
 
-from testtime.backends.base import BackendError, Capabilities
 from testtime.backends.scripted import ScriptedBackend
-from testtime.types import Generation, GenerationRequest, Piece, Prompt
+from testtime.types import GenerationRequest, Prompt
 
 WEATHER = {"type": "function", "name": "get_weather", "description": "Current weather",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
@@ -62,24 +59,6 @@ def raw_events(gw: Any, body: dict[str, Any]) -> list[dict[str, Any]]:
                 events.append(data)
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     return events
-
-
-class StreamingScripted(ScriptedBackend):
-    """A scripted engine that streams its text word by word, optionally failing midway."""
-
-    def __init__(self, text: str, fail_after: int | None = None) -> None:
-        super().__init__(responder=lambda p, i, r: text)
-        self.capabilities = Capabilities(max_n=64, streaming=True)
-        self.fail_after = fail_after
-
-    async def stream(self, req: GenerationRequest) -> AsyncIterator[Piece | Generation]:
-        gen = await self.generate(req)
-        for i, word in enumerate(gen.completions[0].text.split(" ")):
-            if self.fail_after is not None and i == self.fail_after:
-                raise BackendError("engine died mid-stream")
-            await asyncio.sleep(0.005)
-            yield Piece(text=word if i == 0 else " " + word)
-        yield gen
 
 
 # --- the response object ----------------------------------------------------------------------
@@ -271,8 +250,8 @@ def test_function_calls_stream_as_items(serve: Any) -> None:
 
 # --- streaming ------------------------------------------------------------------------------
 
-def test_single_streams_tokens_as_text_deltas(serve: Any) -> None:
-    with serve(StreamingScripted("<think>count up</think>one two three four")) as gw:
+def test_single_streams_tokens_as_text_deltas(serve: Any, word_stream: Any) -> None:
+    with serve(word_stream("<think>count up</think>one two three four")) as gw:
         events = raw_events(gw, {"model": "scripted", "input": "Count."})
         c = client(gw)
         sdk = list(c.responses.create(model="scripted", input="Count.", stream=True))
@@ -292,8 +271,8 @@ def test_single_streams_tokens_as_text_deltas(serve: Any) -> None:
     assert isinstance(sdk[-1], ResponseCompletedEvent)
 
 
-def test_a_cut_stream_ends_incomplete(serve: Any) -> None:
-    with serve(StreamingScripted("one two three four five")) as gw:
+def test_a_cut_stream_ends_incomplete(serve: Any, word_stream: Any) -> None:
+    with serve(word_stream("one two three four five")) as gw:
         events = list(client(gw).responses.create(model="scripted", input="Count.",
                                                   max_output_tokens=3, stream=True))
     last = events[-1]
@@ -323,12 +302,13 @@ def test_strategies_stream_the_chosen_answer_with_progress(serve: Any) -> None:
     assert isinstance(sdk[-1], ResponseCompletedEvent)
 
 
-def test_a_failure_mid_stream_is_an_error_event_and_a_failed_response(serve: Any) -> None:
-    with serve(StreamingScripted("one two three four", fail_after=2)) as gw:
+def test_a_failure_mid_stream_is_an_error_event_and_a_failed_response(serve: Any,
+                                                                       word_stream: Any) -> None:
+    with serve(word_stream("one two three four", fail_after=2)) as gw:
         events = list(client(gw).responses.create(model="scripted", input="Count.",
                                                   stream=True))
     with pytest.raises(openai.APIStatusError) as before_first_byte, \
-            serve(StreamingScripted("one", fail_after=0)) as broken:
+            serve(word_stream("one", fail_after=0)) as broken:
         list(client(broken).responses.create(model="scripted", input="Count.", stream=True))
     assert [e.delta for e in events if isinstance(e, ResponseTextDeltaEvent)] == ["one", " two"]
     error, failed = events[-2:]

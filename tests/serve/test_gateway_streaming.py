@@ -2,40 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
 import pytest
 
-from testtime.backends.base import BackendError, Capabilities
-from testtime.backends.scripted import ScriptedBackend
-from testtime.types import Generation, GenerationRequest, Piece
-
 ASK = [{"role": "user", "content": "Count."}]
 
 
-class StreamingScripted(ScriptedBackend):
-    """A scripted engine that also streams its text word by word, optionally failing."""
-
-    def __init__(self, fail_after: int | None = None) -> None:
-        super().__init__(responder=lambda p, i, r: "one two three four five")
-        self.capabilities = Capabilities(max_n=64, streaming=True)
-        self.fail_after = fail_after
-
-    async def stream(self, req: GenerationRequest) -> AsyncIterator[Piece | Generation]:
-        gen = await self.generate(req)
-        for i, word in enumerate(gen.completions[0].text.split(" ")):
-            if self.fail_after is not None and i == self.fail_after:
-                raise BackendError("engine died mid-stream")
-            await asyncio.sleep(0.01)
-            yield Piece(text=word if i == 0 else " " + word)
-        yield gen
-
-
-def test_single_streams_word_by_word_with_usage(serve: Any) -> None:
-    with serve(StreamingScripted()) as gw:
+def test_single_streams_word_by_word_with_usage(serve: Any, word_stream: Any) -> None:
+    with serve(word_stream()) as gw:
         c = openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0)
         chunks = list(c.chat.completions.create(
             model="scripted", messages=ASK, stream=True,  # type: ignore[arg-type]
@@ -48,8 +24,8 @@ def test_single_streams_word_by_word_with_usage(serve: Any) -> None:
         assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
 
 
-def test_failure_mid_stream_is_an_error_event(serve: Any) -> None:
-    with serve(StreamingScripted(fail_after=2)) as gw:
+def test_failure_mid_stream_is_an_error_event(serve: Any, word_stream: Any) -> None:
+    with serve(word_stream(fail_after=2)) as gw:
         c = openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0)
         got: list[str] = []
         with pytest.raises(openai.APIError, match="upstream failed"):
@@ -58,7 +34,7 @@ def test_failure_mid_stream_is_an_error_event(serve: Any) -> None:
                 if ch.choices and ch.choices[0].delta.content:
                     got.append(ch.choices[0].delta.content)
         assert got == ["one", " two"]
-    with serve(StreamingScripted(fail_after=0)) as gw:
+    with serve(word_stream(fail_after=0)) as gw:
         c = openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0)
         with pytest.raises(openai.APIStatusError) as before_first_byte:
             list(c.chat.completions.create(model="scripted", messages=ASK,  # type: ignore[arg-type]
