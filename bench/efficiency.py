@@ -6,7 +6,9 @@ Protocol (fixed before any result was seen; the rules of ``testtime.eval.crossfi
 - Problems: the first ``--problems`` GSM8K training problems of the shipped seeded order (the
   problems of ``examples/gsm8k-sweep.yaml``), split into ``--folds`` folds by a hash of the id.
 - Pools: per temperature in ``--temperatures``, ``--pool-n`` samples per problem from the
-  embedded model with every token's logprob and top logprobs, cached in ``--pool``. Every
+  embedded model with every token's logprob and top logprobs: the GSM8K sweep's own
+  ``weighted-vote`` pools where its store (``--sweep``) kept their logprobs
+  (``keep_logprobs``), else drawn here and cached in ``--pool``. Every
   setting of every method runs its own strategy code on its temperature's pool through
   ``ReplayBackend``: majority@k reads the first k samples, online methods stream them token by
   token and are billed where they stop them, and certainty probes run live on the engine,
@@ -25,8 +27,9 @@ Protocol (fixed before any result was seen; the rules of ``testtime.eval.crossfi
 
 The last line is the share of SC@16's generated tokens at which the best efficient method is
 non-inferior to SC@16 on the held-out folds (1.0 where it is not), with the paired interval
-beside it. Target: <= 0.5. Per-problem outcomes are cached in ``--results``, so a rerun
-resumes.
+beside it. Target: <= 0.5. Per-problem outcomes are cached in ``--results`` (committed, with
+a fingerprint of the pool each came from), so a rerun resumes, and a problem whose pool is gone
+keeps its outcomes; a setting is rerun on a problem only together with every other, on one pool.
 
     nice -n 10 python bench/efficiency.py --problems 120 --plot docs/img/efficiency.png
 """
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import sys
 from collections.abc import Sequence
@@ -53,6 +57,7 @@ from testtime.eval.plots import accuracy_figure
 from testtime.eval.replay import ReplayBackend
 from testtime.eval.runner import solve
 from testtime.eval.stats import ConfigStats, bootstrap_ci
+from testtime.eval.store import ResultStore
 from testtime.strategies import make_strategy
 from testtime.strategies.base import derive_seed
 from testtime.tasks.gsm8k_train import Gsm8kTrainTask
@@ -102,10 +107,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--pool-n", type=int, default=16, help="samples drawn per problem")
     ap.add_argument("--max-tokens", type=int, default=512)
     ap.add_argument("--top-logprobs", type=int, default=5)
+    ap.add_argument("--sweep", type=Path, default=Path("runs/gsm8k-sweep.db"),
+                    help="a sweep store whose weighted-vote pools kept their logprobs: used as "
+                    "the pools where they match (examples/gsm8k-sweep.yaml)")
     ap.add_argument("--pool", type=Path, default=Path("runs/efficiency-gsm8k-pool.json"),
-                    help="cache of the sample pools; reruns reuse it")
-    ap.add_argument("--results", type=Path, default=Path("runs/efficiency-gsm8k-results.json"),
-                    help="cache of per-problem outcomes; reruns resume")
+                    help="cache of the pools drawn here; reruns reuse it")
+    ap.add_argument("--results", type=Path,
+                    default=Path("bench/results/efficiency-gsm8k.json"),
+                    help="per-problem outcomes with their pools' fingerprints; reruns resume")
     ap.add_argument("--concurrency", type=int, default=2, help="problems solved at once")
     ap.add_argument("--families", default=",".join(FAMILIES),
                     help="comma-separated method families (majority is always included)")
@@ -145,13 +154,53 @@ def save_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data))
 
 
+def fingerprint(pool: dict[str, Any]) -> str:
+    """What identifies one problem's pool: a hash of its samples' texts."""
+    texts = json.dumps([c["text"] for c in pool["samples"]])
+    return hashlib.sha256(texts.encode()).hexdigest()[:16]
+
+
+def swept_pools(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Per pool key, the pools a sweep store kept with their logprobs: ``weighted-vote``
+    units of this model drawn with this bench's n, temperature and max_tokens."""
+    if not args.sweep.is_file():
+        return {}
+    pools: dict[str, dict[str, Any]] = {}
+    with ResultStore(args.sweep, create=False) as store:
+        kept = store.traces()
+        for rec in store.records():
+            samples = kept.get(rec["key"])
+            if not samples or rec["task"] != "gsm8k-train" or args.model not in rec["backend"]:
+                continue
+            strategy = make_strategy(rec["strategy"])
+            if (strategy.registered_name != "weighted-vote" or strategy.n != args.pool_n
+                    or strategy.max_tokens != args.max_tokens
+                    or strategy.temperature not in args.temperatures
+                    or any(c["top_logprobs"] is None for c in samples)):
+                continue
+            pools.setdefault(pool_key(args, strategy.temperature), {})[rec["problem_id"]] = {
+                "prompt_tokens": rec["usage"]["prompt_tokens"], "samples": samples}
+    return pools
+
+
+def needs_pool(results: dict[str, Any], args: argparse.Namespace, temperature: float,
+               problem: Problem) -> bool:
+    """Whether some setting at ``temperature`` has no outcome on ``problem`` yet."""
+    return any(problem.id not in results["outcomes"].get(s.key, {}) for s in settings(args)
+               if s.temperature == temperature)
+
+
 async def draw_pools(problems: list[Problem], engine: EmbeddedBackend,
-                     args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """Per pool key, each problem's ``pool_n`` samples with token logprobs (cached)."""
+                     args: argparse.Namespace, results: dict[str, Any]
+                     ) -> dict[str, dict[str, Any]]:
+    """Per pool key, each problem's ``pool_n`` samples with token logprobs: the sweep's where
+    it kept them, else drawn (and cached) for the problems some setting still needs."""
     pools = load_json(args.pool)
+    for key, swept in swept_pools(args).items():
+        pools.setdefault(key, {}).update(swept)
     gate = asyncio.Semaphore(args.concurrency)
     todo = [(t, p) for t in args.temperatures for p in problems
-            if p.id not in pools.get(pool_key(args, t), {})]
+            if p.id not in pools.get(pool_key(args, t), {}) and needs_pool(results, args, t, p)]
 
     async def one(temperature: float, p: Problem) -> None:
         async with gate:
@@ -171,10 +220,36 @@ async def draw_pools(problems: list[Problem], engine: EmbeddedBackend,
     return pools
 
 
-async def run_settings(problems: list[Problem], pools: dict[str, Any], engine: EmbeddedBackend,
-                       args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]:
-    """Per setting and problem: correctness and costs (cached in ``--results``)."""
+def load_results(args: argparse.Namespace) -> dict[str, Any]:
+    """The outcome cache: ``outcomes`` per setting and problem, and ``pools``, the
+    fingerprint of the pool each problem's outcomes at a temperature came from."""
     results = load_json(args.results)
+    return {"pools": results.get("pools", {}), "outcomes": results.get("outcomes", {})}
+
+
+def settle_pools(problems: list[Problem], pools: dict[str, Any], results: dict[str, Any],
+                 args: argparse.Namespace) -> None:
+    """Drop every outcome that came from another pool than the one at hand, so a problem's
+    settings at one temperature always replay the same traces."""
+    for t in args.temperatures:
+        key = pool_key(args, t)
+        prints = results["pools"].setdefault(key, {})
+        for p in problems:
+            pool = pools.get(key, {}).get(p.id)
+            if pool is None or prints.get(p.id) == fingerprint(pool):
+                continue
+            for s in settings(args):
+                if s.temperature == t:
+                    results["outcomes"].get(s.key, {}).pop(p.id, None)
+            prints[p.id] = fingerprint(pool)
+
+
+async def run_settings(problems: list[Problem], pools: dict[str, Any], engine: EmbeddedBackend,
+                       args: argparse.Namespace, results: dict[str, Any]
+                       ) -> dict[str, dict[str, dict[str, float]]]:
+    """Per setting and problem: correctness and costs (cached in ``--results``)."""
+    settle_pools(problems, pools, results, args)
+    outcomes = results["outcomes"]
     gate = asyncio.Semaphore(args.concurrency)
 
     async def one(s: Setting, p: Problem) -> None:
@@ -185,7 +260,7 @@ async def run_settings(problems: list[Problem], pools: dict[str, Any], engine: E
         async with gate:
             result = await solve(p, make_strategy(spec), backend, seed=args.seed, spec=spec)
         u = result.usage
-        results.setdefault(s.key, {})[p.id] = {
+        outcomes.setdefault(s.key, {})[p.id] = {
             "correct": float(is_correct(result.answer, p.reference or "")),
             "generated_tokens": float(u.generated_tokens),
             "total_tokens": float(u.prompt_tokens + u.generated_tokens),
@@ -194,12 +269,12 @@ async def run_settings(problems: list[Problem], pools: dict[str, Any], engine: E
         bar.advance(task)
 
     todo = [(s, p) for s in settings(args) for p in problems if p.id not in
-            results.get(s.key, {})]
+            outcomes.get(s.key, {})]
     with Progress() as bar:
         task = bar.add_task(f"replay: {len(todo)} runs", total=len(todo))
         for s, p in todo:
             await one(s, p)
-    return results
+    return outcomes
 
 
 SIGNALS = {"shorter trace": lambda scores: -float(len(scores)),
@@ -216,7 +291,7 @@ def separation(problems: list[Problem], pool: dict[str, Any]) -> dict[str, float
     aucs: dict[str, list[float]] = {name: [] for name in SIGNALS}
     for p in problems:
         rows = []
-        for c in pool[p.id]["samples"]:
+        for c in pool[p.id]["samples"] if p.id in pool else ():
             scores = token_scores(c["logprobs"], c["top_logprobs"])
             answer = extract_answer(c["text"], marked_only=c["finish_reason"] == "length")
             rows.append((is_correct(answer, p.reference),
@@ -376,13 +451,16 @@ async def main(args: argparse.Namespace) -> float:
     engine = EmbeddedBackend(model=args.model, slots=max(args.pool_n * args.concurrency, 8),
                              ctx=max(1024, args.max_tokens + 512), threads=args.threads)
     await engine.ready()
-    pools = await draw_pools(problems, engine, args)
-    results = await run_settings(problems, pools, engine, args)
+    cache = load_results(args)
+    pools = await draw_pools(problems, engine, args, cache)
+    results = await run_settings(problems, pools, engine, args, cache)
     await engine.close()
     for t in args.temperatures:
-        auc = separation(problems, pools[pool_key(args, t)])
+        pool = pools.get(pool_key(args, t), {})
+        auc = separation(problems, pool)
         print(f"T={t:g}: how well a trace's signal tells its right from its wrong traces within "
-              "a problem (mean AUC; 0.5 is chance): "
+              f"a problem (mean AUC over the {sum(p.id in pool for p in problems)} problems "
+              "whose pool is at hand; 0.5 is chance): "
               + ", ".join(f"{k} {v:.3f}" for k, v in auc.items()))
     held = crossfit(problems, results, args)
     share = report(held, len(problems), args)

@@ -113,6 +113,41 @@ async def test_run_unit_record_carries_configuration() -> None:
     assert rec["usage"]["generated_tokens"] <= 8
 
 
+async def test_kept_logprobs_are_stored_apart_and_leave_keys_and_records_alone(
+        tmp_path: Path) -> None:
+    plain = SweepConfig(tasks=[{"spec": "arith:level=1", "limit": 1}],
+                        strategies=["self-consistency:n=3,max_tokens=8"], backends=["scripted"],
+                        store=str(tmp_path / "s.db"))
+    kept = plain.model_copy(update={"keep_logprobs": 3})
+    (unit,) = expand(kept)
+    assert unit.key == expand(plain)[0].key
+    tops = {"42": -0.1, "41": -2.5, "7": -4.0}
+    backend = ScriptedBackend(top_logprobs=lambda prompt, text: tops)
+    rec = await run_unit(unit, backend)
+    with ResultStore(tmp_path / "s.db") as store:
+        assert store.put(unit, rec)
+        (stored,) = store.records()
+        traces = store.traces()
+    assert "traces" not in stored and len(stored["candidates"]) == 3
+    completions = traces[unit.key]
+    assert len(completions) == 3
+    assert all(c["top_logprobs"][0] == tops and len(c["logprobs"]) == len(c["tokens"])
+               for c in completions)
+    with ResultStore(tmp_path / "plain.db") as store:
+        store.put(unit, await run_unit(expand(plain)[0], backend))
+        assert store.traces() == {}
+
+
+async def test_kept_logprobs_never_lower_what_a_strategy_asks() -> None:
+    cfg = SweepConfig(tasks=[{"spec": "arith:level=1", "limit": 1}],
+                      strategies=["deepconf:mode=offline,n=2,max_tokens=8"],
+                      backends=["scripted"], store="unused.db", keep_logprobs=0)
+    backend = ScriptedBackend()
+    await run_unit(expand(cfg)[0], backend)
+    asked = {r.top_logprobs for r in backend.requests}
+    assert asked == {5} and all(r.logprobs for r in backend.requests)
+
+
 async def test_rerun_skips_done_units(tmp_path: Path) -> None:
     cfg = load_config(write_config(tmp_path))
     with ResultStore(cfg.store) as store:

@@ -24,10 +24,12 @@ def problem_seed(seed: int, problem_id: str) -> int:
     return derive_seed(seed, problem_id)
 
 
-def record(problem: Problem, result: Result) -> dict[str, Any]:
-    """The JSONL record of one solved problem: answer, grading, every candidate, usage."""
+def record(problem: Problem, result: Result, *, logprobs: bool = False) -> dict[str, Any]:
+    """The JSONL record of one solved problem: answer, grading, every candidate, usage;
+    with ``logprobs``, also every candidate's completion as the engine returned it (tokens,
+    logprobs, top logprobs) under ``traces``, which a result store keeps apart."""
     graded = gradable(problem)
-    return {
+    out = {
         "problem_id": problem.id,
         "question": problem.question,
         "reference": problem.reference,
@@ -53,6 +55,10 @@ def record(problem: Problem, result: Result) -> dict[str, Any]:
         "usage": result.usage.model_dump(),
         "extra": {k: v for k, v in result.extra.items() if k != "trace"},
     }
+    if logprobs:
+        out["traces"] = [c.completion.model_dump(mode="json")
+                         for c in result.candidates]
+    return out
 
 
 def error_record(problem: Problem, strategy: str, error: BaseException) -> dict[str, Any]:
@@ -131,10 +137,11 @@ def summarise(records: Sequence[dict[str, Any]], *, strategy: str, backend: str,
 
 async def solve(problem: Problem, strategy: Strategy, backend: Backend, *,
                 verifier: Verifier | None = None, budget: Budget | None = None, seed: int = 0,
-                spec: str = "") -> Result:
-    """Run a strategy on one problem with a fresh Context."""
+                spec: str = "", request: dict[str, Any] | None = None) -> Result:
+    """Run a strategy on one problem with a fresh Context (``request``: what every
+    generation is asked besides, as a caller's options are)."""
     ctx = open_context(strategy, backend, spec=spec, verifier=verifier, budget=budget,
-                       seed=problem_seed(seed, problem.id))
+                       seed=problem_seed(seed, problem.id), request=request)
     return await strategy.run(problem, ctx)
 
 

@@ -31,6 +31,14 @@ CREATE TABLE IF NOT EXISTS results (
     written REAL NOT NULL
 )
 """
+TRACES = """
+CREATE TABLE IF NOT EXISTS traces (
+    key TEXT PRIMARY KEY,
+    completions TEXT NOT NULL
+)
+"""
+"""Each kept unit's candidates as the engine returned them (tokens, logprobs, top logprobs):
+apart from ``results``, so reports never read them and a copy can drop them."""
 COLUMNS = ("key", "task", "problem_id", "strategy", "budget", "seed", "backend", "verifier",
            "status", "error")
 
@@ -56,6 +64,7 @@ class ResultStore:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute(SCHEMA)
+                self._db.execute(TRACES)
                 self._db.commit()
             else:
                 self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
@@ -84,6 +93,8 @@ class ResultStore:
         An ``ok`` record replaces an earlier error row for the same key; nothing else is ever
         overwritten.
         """
+        record = dict(record)
+        traces = record.pop("traces", None)
         values = (unit.key, unit.task, unit.problem.id, unit.strategy, unit.budget, unit.seed,
                   unit.backend, unit.verifier, status, error,
                   json.dumps(record, ensure_ascii=False, default=str), time.time())
@@ -98,6 +109,9 @@ class ResultStore:
                         "UPDATE results SET status = 'ok', error = NULL, record = ?, written = ?"
                         " WHERE key = ? AND status != 'ok'", (values[10], values[11], unit.key))
                     written = cur.rowcount > 0
+                if written and traces is not None:
+                    self._db.execute("INSERT OR REPLACE INTO traces (key, completions) "
+                                     "VALUES (?, ?)", (unit.key, json.dumps(traces)))
                 self._db.commit()
             except sqlite3.DatabaseError as exc:
                 self._db.rollback()
@@ -124,6 +138,15 @@ class ResultStore:
             rec.update(dict(zip(COLUMNS, row[:-1], strict=True)))
             out.append(rec)
         return out
+
+    def traces(self) -> dict[str, list[dict[str, Any]]]:
+        """Per unit key, the completions kept for it (a sweep with ``keep_logprobs``)."""
+        with self._lock:
+            try:
+                rows = self._db.execute("SELECT key, completions FROM traces").fetchall()
+            except sqlite3.OperationalError:
+                return {}
+        return {key: json.loads(blob) for key, blob in rows}
 
     def counts(self) -> dict[str, int]:
         """Rows per status."""

@@ -56,6 +56,11 @@ class SweepConfig(BaseModel):
     verifier: str | None = None
     store: str = "runs/sweep.db"
     concurrency: int = Field(default=4, ge=1, le=1024)
+    keep_logprobs: int | None = Field(
+        default=None, ge=0, le=20,
+        description="every generation also returns its tokens' logprobs with this many top "
+        "alternatives each, and the store keeps every candidate's completion in its traces "
+        "table, for replaying the pools offline (bench/efficiency.py); sampling is unchanged")
 
     @field_validator("tasks", mode="before")
     @classmethod
@@ -125,7 +130,8 @@ def expand(config: SweepConfig) -> list[Unit]:
                                        config.verifier)
                         units.append(Unit(key=key, problem=problem, strategy=strategy,
                                           budget=budget, seed=seed, backend=backend,
-                                          verifier=config.verifier, task=task_spec))
+                                          verifier=config.verifier, task=task_spec,
+                                          keep_logprobs=config.keep_logprobs))
     if len({u.key for u in units}) != len(units):
         raise ConfigError("the sweep lists the same problem and configuration twice "
                           "(duplicate task, strategy, budget, seed or backend entries)")
@@ -136,9 +142,12 @@ async def run_unit(unit: Unit, backend: Backend) -> dict[str, Any]:
     """Solve one unit on ``backend`` and return its JSON-ready record."""
     strategy = make_strategy(unit.strategy)
     verifier = make_verifier(unit.verifier) if unit.verifier else None
+    keep = unit.keep_logprobs is not None
+    request = {"logprobs": True, "top_logprobs": unit.keep_logprobs} if keep else None
     result = await solve(unit.problem, strategy, backend, verifier=verifier,
-                         budget=Budget.parse(unit.budget), seed=unit.seed, spec=unit.strategy)
-    return {**record(unit.problem, result), **unit_fields(unit)}
+                         budget=Budget.parse(unit.budget), seed=unit.seed, spec=unit.strategy,
+                         request=request)
+    return {**record(unit.problem, result, logprobs=keep), **unit_fields(unit)}
 
 
 @dataclass

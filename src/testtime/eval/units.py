@@ -26,6 +26,9 @@ class Unit:
     backend: str
     verifier: str | None
     task: str = ""
+    keep_logprobs: int | None = None
+    """Keep each candidate's token logprobs, with this many top alternatives per token (None:
+    keep none); how a unit is recorded, not what it is, so not part of its key."""
 
 
 def unit_key(task: str, problem_id: str, strategy: str, budget: str | None, seed: int,

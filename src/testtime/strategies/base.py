@@ -193,8 +193,13 @@ class Context:
         return self.with_request(req) if self.request else req
 
     def with_request(self, req: GenerationRequest) -> GenerationRequest:
-        """``req`` with the caller's options applied (its stop strings added to req's)."""
+        """``req`` with the caller's options applied: its stop strings added to req's, its
+        logprobs asked for on top of what req asks (never fewer top logprobs than req's)."""
         update = {k: v for k, v in self.request.items() if k != "stop"}
+        if "logprobs" in update:
+            update["logprobs"] = bool(update["logprobs"] or req.logprobs)
+        if "top_logprobs" in update:
+            update["top_logprobs"] = max(int(update["top_logprobs"] or 0), req.top_logprobs)
         stops = tuple(self.request.get("stop", ()))
         if stops:
             update["stop"] = req.stop + tuple(s for s in stops if s not in req.stop)
