@@ -115,6 +115,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--results", type=Path,
                     default=Path("bench/results/efficiency-gsm8k.json"),
                     help="per-problem outcomes with their pools' fingerprints; reruns resume")
+    ap.add_argument("--no-draw", action="store_true",
+                    help="draw no pools: leave out the problems whose outcomes need one that "
+                    "is not at hand (the sweep has not kept it)")
     ap.add_argument("--concurrency", type=int, default=2, help="problems solved at once")
     ap.add_argument("--families", default=",".join(FAMILIES),
                     help="comma-separated method families (majority is always included)")
@@ -201,6 +204,8 @@ async def draw_pools(problems: list[Problem], engine: EmbeddedBackend,
     gate = asyncio.Semaphore(args.concurrency)
     todo = [(t, p) for t in args.temperatures for p in problems
             if p.id not in pools.get(pool_key(args, t), {}) and needs_pool(results, args, t, p)]
+    if args.no_draw:
+        return pools
 
     async def one(temperature: float, p: Problem) -> None:
         async with gate:
@@ -453,6 +458,13 @@ async def main(args: argparse.Namespace) -> float:
     await engine.ready()
     cache = load_results(args)
     pools = await draw_pools(problems, engine, args, cache)
+    ready = [p for p in problems if all(p.id in pools.get(pool_key(args, t), {})
+                                        or not needs_pool(cache, args, t, p)
+                                        for t in args.temperatures)]
+    if len(ready) < len(problems):
+        print(f"{len(problems) - len(ready)} of {len(problems)} problems left out: no pool at "
+              "hand for them (--no-draw)")
+        problems = ready
     results = await run_settings(problems, pools, engine, args, cache)
     await engine.close()
     for t in args.temperatures:

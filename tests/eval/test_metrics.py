@@ -101,6 +101,27 @@ def test_no_thinking_answers_are_a_pool_of_their_own() -> None:
     assert "majority@8" not in pts and "pass@8" not in pts
 
 
+def test_every_pool_a_strategy_declares_gets_its_own_curve() -> None:
+    """Tool-integrated traces are a pool of their own kind (declared in their strategy's
+    file): tool-integrated@k, never mixed into majority@k; a strategy whose samples another
+    strategy draws (samples=SPEC) derives no curve."""
+    thought = {"problem_id": "p", "task": "t", "strategy": "self-consistency:n=2",
+               "correct": False, "candidates": cands(["3", "3"]),
+               "usage": {"generated_tokens": 20}}
+    tools = {"problem_id": "p", "task": "t", "strategy": "tool-integrated:n=4",
+             "correct": True, "candidates": cands(["7", "7", "3", "7"]),
+             "usage": {"generated_tokens": 80}}
+    nested = {"problem_id": "p", "task": "t",
+              "strategy": "self-consistency:n=8,samples=[tool-integrated]", "correct": True,
+              "candidates": cands(["7"] * 8), "usage": {"generated_tokens": 160}}
+    pts = {p.config: p for p in derived_points([thought, tools, nested])}
+    assert pts["tool-integrated@4"].correct == 1.0
+    assert pts["tool-integrated@4"].family == "tool-integrated"
+    assert pts["tool-integrated@2"].generated_tokens == 20  # 2 of 4 traces of 10 tokens
+    assert pts["majority@2"].correct == 0.0 and "majority@8" not in pts
+    assert "tool-integrated@8" not in pts
+
+
 def test_bootstrap_interval_covers_mean_and_narrows_with_more_data() -> None:
     rng = np.random.default_rng(1)
     small = rng.random(20) < 0.6

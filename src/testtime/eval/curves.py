@@ -19,14 +19,16 @@ from typing import Any
 
 import numpy as np
 
+import testtime.strategies  # noqa: F401  (registers the strategies whose pools are read here)
 from testtime.answers import group_answers, normalize
 from testtime.eval.metrics import pass_at_k
+from testtime.policy.pools import draw_spec, pools
+from testtime.registry import SpecError
 
-SAMPLING = {"self-consistency", "weighted-vote", "best-of-n"}
-NO_THINKING = "no-thinking"
-"""Answers sampled with the reasoning skipped: a pool of its own, voted as no-thinking@k."""
 FAMILIES = ("majority", "weighted", "best-of", "pass")
-SPEC_OF = {"majority": "self-consistency", "weighted": "weighted-vote", "best-of": "best-of-n"}
+"""How one pool of plain samples is scored at every k (the shared draw's families)."""
+SHARED = ""
+"""The pool of plain samples, which every vote family scores."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,19 @@ def problem_key(rec: dict[str, Any]) -> str:
 def strategy_name(spec: str) -> str:
     """The registered name at the start of a strategy spec."""
     return spec.partition(":")[0].strip()
+
+
+def pool_of(spec: str) -> str | None:
+    """Which pool a record of ``spec`` samples: :data:`SHARED` for plain samples, a family of
+    its own for a strategy that draws its own kind (``no-thinking``, ``tool-integrated``), as
+    the strategies declare; None for a strategy that does not pool as configured."""
+    pool = pools().get(strategy_name(spec))
+    try:
+        if pool is None or draw_spec(spec) is None:
+            return None
+    except SpecError:  # a record of a spec this version no longer builds
+        return None
+    return pool.family if pool.own_draw else SHARED
 
 
 def direct_point(rec: dict[str, Any]) -> Point:
@@ -192,33 +207,35 @@ def scaled(base: Point, k: int, n: int, rec: dict[str, Any]) -> Point:
 
 def derived_points(records: Sequence[dict[str, Any]], ks: Sequence[int] | None = None,
                    ) -> list[Point]:
-    """Curve points for every family and k from the largest sampling run of each problem,
-    and no-thinking@k from its largest no-thinking run (a pool of its own)."""
+    """Curve points for every family and k from the largest run of plain samples of each
+    problem, and ``family@k`` (voted by majority) from the largest run of each pool of its own
+    kind (no-thinking answers, tool-integrated traces)."""
     largest: dict[tuple[Any, ...], dict[str, Any]] = {}
+    kinds: dict[str, str | None] = {}
     for rec in records:
-        name = strategy_name(rec["strategy"])
-        if name not in SAMPLING | {NO_THINKING} or not rec.get("candidates"):
+        spec = rec["strategy"]
+        if spec not in kinds:
+            kinds[spec] = pool_of(spec)
+        if kinds[spec] is None or not rec.get("candidates") or rec.get("budget_exhausted"):
             continue
-        if rec.get("budget_exhausted"):
-            continue
-        group = (name == NO_THINKING, problem_key(rec), rec.get("seed"), rec.get("backend"),
+        group = (kinds[spec], problem_key(rec), rec.get("seed"), rec.get("backend"),
                  rec.get("budget"))
         if group not in largest or len(rec["candidates"]) > len(largest[group]["candidates"]):
             largest[group] = rec
     out = []
-    for (answers_only, *_), rec in largest.items():
+    for (kind, *_), rec in largest.items():
         cands = rec["candidates"]
         n = len(cands)
         pool = Pool.of(cands)
         base = direct_point(rec)
-        families = [NO_THINKING] if answers_only else [
+        families = [kind] if kind != SHARED else [
             f for f in FAMILIES if pool.scored or f not in SCORED]
         for k in ks or default_ks(n):
             if k > n:
                 continue
             cost = scaled(base, k, n, rec)
             for family in families:
-                vote = "majority" if family == NO_THINKING else family
+                vote = family if kind == SHARED else "majority"
                 p = expected_at_k(pool, vote, k, seed=base.seed)
                 out.append(replace(cost, family=family, config=f"{family}@{k}", correct=p))
     return out

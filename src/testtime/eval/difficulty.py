@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from testtime.eval.curves import SAMPLING, problem_key, strategy_name
+from testtime.eval.curves import SHARED, pool_of, problem_key
 
 RIDGE = 1.0
 """Ridge penalty of the difficulty score's logistic fit, on standardised features."""
@@ -103,7 +103,7 @@ def sampling_records(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[s
     """Per problem, its largest sampling record for each seed (the sample-once pool)."""
     best: dict[tuple[str, Any], dict[str, Any]] = {}
     for rec in records:
-        if strategy_name(rec["strategy"]) not in SAMPLING or not rec.get("candidates"):
+        if pool_of(rec["strategy"]) != SHARED or not rec.get("candidates"):
             continue
         g = (problem_key(rec), rec.get("seed"))
         if g not in best or len(rec["candidates"]) > len(best[g]["candidates"]):
