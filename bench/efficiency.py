@@ -182,7 +182,9 @@ def swept_pools(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                     or any(c["top_logprobs"] is None for c in samples)):
                 continue
             pools.setdefault(pool_key(args, strategy.temperature), {})[rec["problem_id"]] = {
-                "prompt_tokens": rec["usage"]["prompt_tokens"], "samples": samples}
+                "prompt_tokens": rec["usage"]["prompt_tokens"],
+                "samples": [Completion.model_validate(c).model_dump(mode="json")
+                            for c in samples]}
     return pools
 
 
