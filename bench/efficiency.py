@@ -203,11 +203,11 @@ async def draw_pools(problems: list[Problem], engine: EmbeddedBackend,
     pools = load_json(args.pool)
     for key, swept in swept_pools(args).items():
         pools.setdefault(key, {}).update(swept)
+    if args.no_draw:
+        return pools
     gate = asyncio.Semaphore(args.concurrency)
     todo = [(t, p) for t in args.temperatures for p in problems
             if p.id not in pools.get(pool_key(args, t), {}) and needs_pool(results, args, t, p)]
-    if args.no_draw:
-        return pools
 
     async def one(temperature: float, p: Problem) -> None:
         async with gate:
