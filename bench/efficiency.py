@@ -57,7 +57,7 @@ from testtime.eval.plots import accuracy_figure
 from testtime.eval.replay import ReplayBackend
 from testtime.eval.runner import solve
 from testtime.eval.stats import ConfigStats, bootstrap_ci
-from testtime.eval.store import ResultStore
+from testtime.eval.swept import swept_units
 from testtime.strategies import make_strategy
 from testtime.strategies.base import derive_seed
 from testtime.tasks.gsm8k_train import Gsm8kTrainTask
@@ -169,22 +169,18 @@ def swept_pools(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     if not args.sweep.is_file():
         return {}
     pools: dict[str, dict[str, Any]] = {}
-    with ResultStore(args.sweep, create=False) as store:
-        kept = store.traces()
-        for rec in store.records():
-            samples = kept.get(rec["key"])
-            if not samples or rec["task"] != "gsm8k-train" or args.model not in rec["backend"]:
-                continue
-            strategy = make_strategy(rec["strategy"])
-            if (strategy.registered_name != "weighted-vote" or strategy.n != args.pool_n
-                    or strategy.max_tokens != args.max_tokens
-                    or strategy.temperature not in args.temperatures
-                    or any(c["top_logprobs"] is None for c in samples)):
-                continue
-            pools.setdefault(pool_key(args, strategy.temperature), {})[rec["problem_id"]] = {
-                "prompt_tokens": rec["usage"]["prompt_tokens"],
-                "samples": [Completion.model_validate(c).model_dump(mode="json")
-                            for c in samples]}
+    for unit in swept_units(args.sweep, task="gsm8k-train", model=args.model,
+                            strategy="weighted-vote"):
+        strategy = unit.strategy
+        if (not unit.kept or strategy.n != args.pool_n
+                or strategy.max_tokens != args.max_tokens
+                or strategy.temperature not in args.temperatures
+                or any(c["top_logprobs"] is None for c in unit.kept)):
+            continue
+        pools.setdefault(pool_key(args, strategy.temperature), {})[unit.problem_id] = {
+            "prompt_tokens": unit.record["usage"]["prompt_tokens"],
+            "samples": [Completion.model_validate(c).model_dump(mode="json")
+                        for c in unit.kept]}
     return pools
 
 

@@ -34,7 +34,7 @@ from testtime.answers import is_correct
 from testtime.backends.embedded import EmbeddedBackend
 from testtime.eval.crossfit import paired
 from testtime.eval.difficulty import fold_of
-from testtime.eval.store import ResultStore
+from testtime.eval.swept import swept_units
 from testtime.strategies import make_strategy
 from testtime.strategies.base import derive_seed, open_context
 from testtime.strategies.cross_check import cross_vote
@@ -91,18 +91,14 @@ def swept_cot(path: Path, model: str, max_tokens: int) -> dict[str, Pool]:
     ``model`` at ``max_tokens``), one kind per temperature (``cot T=0.4``): each sample's
     answer as the sweep graded it, and the pool's total tokens."""
     out: dict[str, Pool] = {}
-    with ResultStore(path, create=False) as store:
-        for rec in store.records():
-            if rec["task"] != "gsm8k-train" or model not in rec["backend"]:
-                continue
-            strategy = make_strategy(rec["strategy"])
-            if strategy.registered_name != "weighted-vote" or strategy.max_tokens != max_tokens:
-                continue
-            usage = rec["usage"]
-            out.setdefault(rec["problem_id"], {})[f"cot T={strategy.temperature:g}"] = {
-                "answers": [c["answer"] for c in rec["candidates"]],
-                "tokens": usage["prompt_tokens"] + usage["generated_tokens"],
-                "sandbox_runs": 0}
+    for unit in swept_units(path, task="gsm8k-train", model=model, strategy="weighted-vote"):
+        if unit.strategy.max_tokens != max_tokens:
+            continue
+        usage = unit.record["usage"]
+        out.setdefault(unit.problem_id, {})[f"cot T={unit.strategy.temperature:g}"] = {
+            "answers": [c["answer"] for c in unit.record["candidates"]],
+            "tokens": usage["prompt_tokens"] + usage["generated_tokens"],
+            "sandbox_runs": 0}
     return out
 
 
