@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from testtime.backends.scripted import ScriptedBackend
 from testtime.budget import Budget
 from testtime.cli import app
-from testtime.eval.policy import fit_policy, simulate
+from testtime.eval.policy import default_budgets, fit_policy, simulate
 from testtime.eval.report import build_report
 from testtime.eval.runner import solve
 from testtime.eval.store import ResultStore
@@ -46,6 +46,17 @@ def test_fit_policy_holds_out_problems_and_spends_more_on_hard_bins(synthetic_st
     pts = simulate(policy, recs, policy.heldout, biggest)
     assert {p.problem for p in pts} == set(policy.heldout)
     assert all(p.generated_tokens > 0 for p in pts)
+
+
+def test_default_budgets_hold_greedys_cost_once() -> None:
+    near = default_budgets(4860, 298)
+    assert 298 in near and 304 not in near
+    assert near == sorted(near) and near[-1] == 4860 and len(near) == 10
+    far = default_budgets(4860, 450)
+    assert {450, 304, 608} <= set(far) and len(far) == 11
+    assert default_budgets(4860, None) == sorted({float(round(4860 * f)) for f in
+                                                  (1 / 64, 1 / 32, 1 / 16, 1 / 8, 3 / 16, 1 / 4,
+                                                   3 / 8, 1 / 2, 3 / 4, 1)})
 
 
 def test_report_writes_html_pngs_markdown_and_compares_adaptive(synthetic_store: Path,

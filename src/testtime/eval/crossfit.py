@@ -20,7 +20,6 @@ any result is seen.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,10 +28,11 @@ import numpy as np
 
 from testtime.eval.difficulty import assign_folds
 from testtime.eval.policy import (
-    FRACTIONS,
     Instance,
     Prepared,
+    budget_key,
     choices,
+    default_budgets,
     outcome,
     pooled_records,
     replay,
@@ -119,21 +119,9 @@ def budget_grid(records: Sequence[dict[str, Any]], problems: Sequence[str], unit
     def mean_cost(c: Choice) -> float:
         return float(np.mean([unit_cost(outcome(i, c, 0)[1], unit) for i in insts]))
     top = max(mean_cost(c) for c in opts if c.k)
-    grid = {_round(top * f) for f in FRACTIONS}
     greedy = [c for c in opts if c.name == "single"
               and float(getattr(c.strategy(), "temperature", 0.0)) == 0.0]
-    # greedy's point rounded up, so that it buys greedy decoding on these problems
-    return sorted(grid | {float(math.ceil(min(mean_cost(c) for c in greedy)))} if greedy
-                  else grid)
-
-
-def _round(x: float) -> float:
-    return float(round(x)) if x >= 10 else float(f"{x:.3g}")
-
-
-def budget_key(budget: float) -> str:
-    """How a budget is written in a policy file."""
-    return str(int(budget)) if float(budget).is_integer() else f"{budget:g}"
+    return default_budgets(top, min(mean_cost(c) for c in greedy) if greedy else None)
 
 
 def baseline_choices(insts: Sequence[Instance], n: int) -> tuple[list[Choice], list[Choice]]:

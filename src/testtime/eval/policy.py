@@ -25,6 +25,7 @@ no problem used for fitting is scored.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,8 @@ COST_FIELDS = ("generated_tokens", "verifier_tokens", "prompt_tokens", "calls", 
                "seconds")
 FRACTIONS = (1 / 64, 1 / 32, 1 / 16, 1 / 8, 3 / 16, 1 / 4, 3 / 8, 1 / 2, 3 / 4, 1)
 """Default budgets: these shares of the largest sampling configuration's mean cost."""
+NEAR = 0.1
+"""A default budget this close to greedy decoding's cost (as a share of it) is left out."""
 PRIOR = 4.0
 """Pseudo-problems shrinking each bin's accuracies toward the all-problem accuracies."""
 COVERAGE = 0.8
@@ -515,9 +518,7 @@ def fit_policy(records: Sequence[dict[str, Any]], *, probe_k: int = 2, bins: int
     plain, counted = _matrices(prep, insts, opts, probe_k, unit)
     if budgets is None:
         top = max(float(plain.cost0[:, j].mean()) for j, c in enumerate(opts) if c.k)
-        grid = {_round(top * f) for f in FRACTIONS}
-        budgets = sorted(grid | ({_round(float(plain.cost0[:, g].mean()))} if g is not None
-                                 else set()))
+        budgets = default_budgets(top, None if g is None else float(plain.cost0[:, g].mean()))
     fitting = Fitting(insts, opts, plain, counted, g, probe_k, bins, prior,
                       sorted(float(b) for b in budgets))
     chosen, tried = fitting.select(candidates, inner)
@@ -535,7 +536,7 @@ def fit_policy(records: Sequence[dict[str, Any]], *, probe_k: int = 2, bins: int
                                         int((bins_of == b + 1).sum())]
                             for j, c in enumerate(opts)} for b in range(proto.bins)}
     return proto.model_copy(update={
-        "budgets": {_key(b): [opts[j] for j in row]
+        "budgets": {budget_key(b): [opts[j] for j in row]
                     for b, row in zip(fitting.budgets, rows, strict=True)},
         "table": summary, "unit": unit, "train": train, "heldout": held, "source": source,
         "temperature": settings.temperature, "max_tokens": settings.max_tokens, "probe": draw,
@@ -544,11 +545,24 @@ def fit_policy(records: Sequence[dict[str, Any]], *, probe_k: int = 2, bins: int
         "feature_sets": tried, "greedy": None if greedy is None else greedy.spec})
 
 
+def default_budgets(top: float, greedy: float | None) -> list[float]:
+    """The budgets a fit evaluates unless told: ``FRACTIONS`` of ``top`` (the largest sampling
+    configuration's mean cost) and greedy decoding's mean cost rounded up (so that it buys
+    greedy decoding), leaving out any share within ``NEAR`` of greedy's cost, which would be
+    the same budget twice."""
+    grid = {_round(top * f) for f in FRACTIONS}
+    if greedy is None:
+        return sorted(grid)
+    anchor = float(math.ceil(greedy))
+    return sorted({b for b in grid if abs(b - anchor) > NEAR * anchor} | {anchor})
+
+
 def _round(x: float) -> float:
     return float(round(x)) if x >= 10 else float(f"{x:.3g}")
 
 
-def _key(budget: float) -> str:
+def budget_key(budget: float) -> str:
+    """How a budget is written in a policy file."""
     return str(int(budget)) if float(budget).is_integer() else f"{budget:g}"
 
 
