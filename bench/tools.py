@@ -19,7 +19,7 @@ more accurate temperature); both are scored on the other fold, so every problem 
 once, by choices made without it. It prints the ratio of the tool method's accuracy to CoT
 majority@k's there (target >= 1.1; a miss is reported as measured).
 
-    nice -n 10 python bench/tools.py --problems 120 --k 8 --pool runs/tools-pool.json
+    nice -n 10 python bench/tools.py --problems 120 --k 8 --sweep runs/gsm8k-sweep.db
 """
 
 from __future__ import annotations
@@ -193,7 +193,9 @@ async def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pool", default="", help="JSON file caching the drawn pools")
+    parser.add_argument("--pool", default="bench/results/tools-pool-gsm8k.json",
+                        help="JSON file caching the drawn pools (answers and tokens; committed, "
+                        "so a later run resumes)")
     parser.add_argument("--sweep", type=Path, default=None,
                         help="the GSM8K sweep's store: its pools are the chain of thought "
                         "(e.g. runs/gsm8k-sweep.db)")
