@@ -30,6 +30,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rich.progress import Progress
+
 from testtime.answers import is_correct
 from testtime.backends.embedded import EmbeddedBackend
 from testtime.eval.crossfit import paired
@@ -68,22 +70,34 @@ def is_cot(kind: str) -> bool:
 
 async def draw_pools(problems: list[Problem], backend: EmbeddedBackend, args: argparse.Namespace,
                      pools: dict[str, Pool]) -> None:
-    """Fill ``pools[problem][kind]`` with k drawn answers and their pool's total tokens."""
-    for problem in problems:
-        have = pools.setdefault(problem.id, {})
-        for kind in drawn_kinds(args):
-            if kind in have:
-                continue
-            spec = KINDS[kind].format(t=args.temperature, m=args.max_tokens)
-            strategy = make_strategy(spec)
-            ctx = open_context(strategy, backend, seed=derive_seed(args.seed, problem.id, kind))
-            drawn = await strategy.draw(problem, ctx, args.k)
-            usage = ctx.ledger.close()
-            have[kind] = {"answers": [c.answer for c in drawn], "tokens": usage.total_tokens,
-                          "sandbox_runs": usage.sandbox_runs}
+    """Fill ``pools[problem][kind]`` with k drawn answers and their pool's total tokens,
+    ``args.concurrency`` problems at a time (a trace waiting on the sandbox leaves its engine
+    slot to another problem's), saving the cache after each problem."""
+    gate = asyncio.Semaphore(args.concurrency)
+
+    async def one(problem: Problem) -> None:
+        async with gate:
+            have = pools.setdefault(problem.id, {})
+            for kind in drawn_kinds(args):
+                if kind in have:
+                    continue
+                spec = KINDS[kind].format(t=args.temperature, m=args.max_tokens)
+                strategy = make_strategy(spec)
+                ctx = open_context(strategy, backend,
+                                   seed=derive_seed(args.seed, problem.id, kind))
+                drawn = await strategy.draw(problem, ctx, args.k)
+                usage = ctx.ledger.close()
+                have[kind] = {"answers": [c.answer for c in drawn],
+                              "tokens": usage.total_tokens, "sandbox_runs": usage.sandbox_runs}
         if args.pool:
             Path(args.pool).write_text(json.dumps({"key": pool_key(args), "pools": pools}))
-        print(f"drew {problem.id}", flush=True)
+        bar.advance(task)
+
+    todo = [p for p in problems if set(drawn_kinds(args)) - set(pools.get(p.id, {}))]
+    with Progress() as bar:
+        task = bar.add_task(f"pools: {len(todo)} problems x {args.k} samples per kind",
+                            total=len(todo))
+        await asyncio.gather(*(one(p) for p in todo))
 
 
 def swept_cot(path: Path, model: str, max_tokens: int) -> dict[str, Pool]:
@@ -193,6 +207,7 @@ async def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--concurrency", type=int, default=2, help="problems drawn at once")
     parser.add_argument("--pool", default="bench/results/tools-pool-gsm8k.json",
                         help="JSON file caching the drawn pools (answers and tokens; committed, "
                         "so a later run resumes)")
@@ -216,7 +231,7 @@ async def main() -> None:
         if cached.get("key") == pool_key(args):
             pools = cached["pools"]
     if any(set(drawn_kinds(args)) - set(pools.get(p.id, {})) for p in problems):
-        backend = EmbeddedBackend(model=args.model, slots=max(args.k, 4))
+        backend = EmbeddedBackend(model=args.model, slots=max(args.k, 4) * args.concurrency)
         backend.start()
         await draw_pools(problems, backend, args, pools)
     merged = {p.id: {**pools[p.id], **(cot[p.id] if args.sweep else {})} for p in problems}

@@ -1,10 +1,15 @@
-"""A synthetic sweep on the scripted backend: easy problems agree, hard ones scatter."""
+"""A synthetic sweep on the scripted backend (easy problems agree, hard ones scatter), a small
+GSM8K sweep that keeps its samples, and the bench scripts loaded as modules."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import re
+import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -67,3 +72,37 @@ def synthetic_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     asyncio.run(fill())
     return path
+
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+POOLED = "weighted-vote:n=4,temperature=0.4,max_tokens=64,verifier=confidence"
+"""The pool of ``gsm8k_sweep``: 4 samples at T=0.4, as bench/efficiency.py's ``--pool-n 4``."""
+
+
+@pytest.fixture(scope="session")
+def load_bench() -> Callable[[str], ModuleType]:
+    """Loads ``bench/NAME.py`` as a module (registered, so its dataclasses resolve)."""
+    def load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(f"{name}_bench", BENCH / f"{name}.py")
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        return module
+    return load
+
+
+@pytest.fixture
+def gsm8k_sweep(tmp_path: Path) -> Callable[[int | None], Awaitable[Path]]:
+    """Sweeps 2 GSM8K training problems on the scripted backend with ``POOLED`` and greedy
+    decoding, keeping the given number of top logprobs (``None``: no traces)."""
+    async def sweep(keep: int | None) -> Path:
+        cfg = SweepConfig(tasks=[{"spec": "gsm8k-train", "limit": 2}],
+                          strategies=[POOLED, "single:max_tokens=64"], backends=["scripted"],
+                          store=str(tmp_path / "gsm8k.db"), keep_logprobs=keep)
+        backend = ScriptedBackend(top_logprobs=lambda prompt, text: {"7": -0.2, "8": -1.9})
+        with ResultStore(cfg.store) as store:
+            for unit in expand(cfg):
+                store.put(unit, await run_unit(unit, backend))
+        return Path(cfg.store)
+    return sweep

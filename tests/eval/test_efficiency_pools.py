@@ -3,41 +3,19 @@ and never pairs outcomes replayed from two different pools of one problem."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from testtime.backends.scripted import ScriptedBackend
-from testtime.eval.store import ResultStore
-from testtime.eval.sweep import SweepConfig, expand, run_unit
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "efficiency.py"
-POOLED = "weighted-vote:n=4,temperature=0.4,max_tokens=64,verifier=confidence"
+Sweep = Callable[[int | None], Awaitable[Path]]
 
 
 @pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("efficiency_bench", BENCH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-async def swept(tmp_path: Path, keep: int | None) -> Path:
-    cfg = SweepConfig(tasks=[{"spec": "gsm8k-train", "limit": 2}],
-                      strategies=[POOLED, "single:max_tokens=64"], backends=["scripted"],
-                      store=str(tmp_path / "s.db"), keep_logprobs=keep)
-    backend = ScriptedBackend(top_logprobs=lambda prompt, text: {"7": -0.2, "8": -1.9})
-    with ResultStore(cfg.store) as store:
-        for unit in expand(cfg):
-            store.put(unit, await run_unit(unit, backend))
-    return Path(cfg.store)
+def bench(load_bench: Callable[[str], ModuleType]) -> ModuleType:
+    return load_bench("efficiency")
 
 
 def options(bench: ModuleType, store: Path, tmp_path: Path) -> Any:
@@ -46,9 +24,9 @@ def options(bench: ModuleType, store: Path, tmp_path: Path) -> Any:
                         "--results", str(tmp_path / "r.json")])
 
 
-async def test_the_sweeps_kept_pools_are_the_benchs_pools(bench: ModuleType,
+async def test_the_sweeps_kept_pools_are_the_benchs_pools(bench: ModuleType, gsm8k_sweep: Sweep,
                                                           tmp_path: Path) -> None:
-    args = options(bench, await swept(tmp_path, keep=5), tmp_path)
+    args = options(bench, await gsm8k_sweep(5), tmp_path)
     pools = bench.swept_pools(args)
     (key,) = pools
     assert key == bench.pool_key(args, 0.4)
@@ -58,14 +36,14 @@ async def test_the_sweeps_kept_pools_are_the_benchs_pools(bench: ModuleType,
         assert all(c["top_logprobs"] and c["logprobs"] for c in pool["samples"])
 
 
-async def test_a_sweep_without_kept_logprobs_gives_no_pools(bench: ModuleType,
+async def test_a_sweep_without_kept_logprobs_gives_no_pools(bench: ModuleType, gsm8k_sweep: Sweep,
                                                             tmp_path: Path) -> None:
-    assert bench.swept_pools(options(bench, await swept(tmp_path, keep=None), tmp_path)) == {}
+    assert bench.swept_pools(options(bench, await gsm8k_sweep(None), tmp_path)) == {}
 
 
-async def test_outcomes_from_another_pool_are_replayed_again(bench: ModuleType,
+async def test_outcomes_from_another_pool_are_replayed_again(bench: ModuleType, gsm8k_sweep: Sweep,
                                                              tmp_path: Path) -> None:
-    args = options(bench, await swept(tmp_path, keep=5), tmp_path)
+    args = options(bench, await gsm8k_sweep(5), tmp_path)
     pools = bench.swept_pools(args)
     key = bench.pool_key(args, 0.4)
     problems = [p for p in bench.Gsm8kTrainTask().problems(limit=2) if p.id in pools[key]]
