@@ -52,6 +52,7 @@ from rich.progress import Progress
 from testtime.answers import extract_answer, is_correct
 from testtime.backends.embedded import EmbeddedBackend
 from testtime.confidence import token_scores, trace_confidence
+from testtime.eval.cache import load_json, save_json
 from testtime.eval.crossfit import MARGIN, MIN_PROBLEMS, Paired, Scores, assign_folds, paired
 from testtime.eval.plots import accuracy_figure
 from testtime.eval.replay import ReplayBackend
@@ -144,17 +145,6 @@ def pool_key(args: argparse.Namespace, temperature: float) -> str:
     """What a cached pool was drawn with; a pool drawn otherwise is not reused."""
     return (f"{args.model}|gsm8k-train|{args.seed}|{args.pool_n}|{args.max_tokens}|"
             f"{temperature:g}|{args.top_logprobs}")
-
-
-def load_json(path: Path) -> dict[str, Any]:
-    """A JSON cache (empty when absent)."""
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def save_json(path: Path, data: dict[str, Any]) -> None:
-    """Write a JSON cache, creating its folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data))
 
 
 def fingerprint(pool: dict[str, Any]) -> str:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from rich.progress import Progress
 
 from testtime.answers import is_correct
 from testtime.backends.embedded import EmbeddedBackend
+from testtime.eval.cache import load_json, save_json
 from testtime.eval.crossfit import paired
 from testtime.eval.difficulty import fold_of
 from testtime.eval.swept import swept_units
@@ -90,7 +90,7 @@ async def draw_pools(problems: list[Problem], backend: EmbeddedBackend, args: ar
                 have[kind] = {"answers": [c.answer for c in drawn],
                               "tokens": usage.total_tokens, "sandbox_runs": usage.sandbox_runs}
         if args.pool:
-            Path(args.pool).write_text(json.dumps({"key": pool_key(args), "pools": pools}))
+            save_json(Path(args.pool), {"key": pool_key(args), "pools": pools})
         bar.advance(task)
 
     todo = [p for p in problems if set(drawn_kinds(args)) - set(pools.get(p.id, {}))]
@@ -226,8 +226,8 @@ async def main() -> None:
         if not problems:
             return
     pools: dict[str, Pool] = {}
-    if args.pool and Path(args.pool).exists():
-        cached = json.loads(Path(args.pool).read_text())
+    if args.pool:
+        cached = load_json(Path(args.pool))
         if cached.get("key") == pool_key(args):
             pools = cached["pools"]
     if any(set(drawn_kinds(args)) - set(pools.get(p.id, {})) for p in problems):
