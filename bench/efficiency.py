@@ -160,7 +160,7 @@ def swept_pools(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         return {}
     pools: dict[str, dict[str, Any]] = {}
     for unit in swept_units(args.sweep, task="gsm8k-train", model=args.model,
-                            strategy="weighted-vote"):
+                            strategy="weighted-vote", with_kept=True):
         strategy = unit.strategy
         if (not unit.kept or strategy.n != args.pool_n
                 or strategy.max_tokens != args.max_tokens

@@ -32,8 +32,10 @@ def tools(load_bench: Callable[[str], ModuleType]) -> ModuleType:
 async def test_units_of_one_strategy_come_back_with_their_kept_samples(gsm8k_sweep: Sweep
                                                                        ) -> None:
     store = await gsm8k_sweep(2)
+    assert all(u.kept is None for u in swept_units(
+        store, task="gsm8k-train", model="scripted", strategy="weighted-vote"))
     units = list(swept_units(store, task="gsm8k-train", model="scripted",
-                             strategy="weighted-vote"))
+                             strategy="weighted-vote", with_kept=True))
     assert len(units) == 2 and len({u.problem_id for u in units}) == 2
     for unit in units:
         assert unit.strategy.registered_name == "weighted-vote"
@@ -47,7 +49,8 @@ async def test_other_tasks_models_and_unkept_sweeps_are_told_apart(gsm8k_sweep: 
     store = await gsm8k_sweep(None)
     assert not list(swept_units(store, task="arith", model="scripted", strategy="single"))
     assert not list(swept_units(store, task="gsm8k-train", model="qwen", strategy="single"))
-    units = list(swept_units(store, task="gsm8k-train", model="scripted", strategy="single"))
+    units = list(swept_units(store, task="gsm8k-train", model="scripted", strategy="single",
+                             with_kept=True))
     assert units and all(u.kept is None for u in units)
 
 

@@ -27,11 +27,13 @@ class SweptUnit:
         return str(self.record["problem_id"])
 
 
-def swept_units(path: Path, *, task: str, model: str, strategy: str) -> Iterator[SweptUnit]:
+def swept_units(path: Path, *, task: str, model: str, strategy: str,
+                with_kept: bool = False) -> Iterator[SweptUnit]:
     """Each successful unit in the store at ``path`` that ran the registered strategy
-    ``strategy`` on ``task`` with a backend serving ``model``."""
+    ``strategy`` on ``task`` with a backend serving ``model``; its kept samples are read
+    only ``with_kept`` (they are megabytes per problem), else ``kept`` is None."""
     with ResultStore(path, create=False) as store:
-        kept = store.traces()
+        kept = store.traces() if with_kept else {}
         records = store.records()
     for rec in records:
         if rec["task"] != task or model not in rec["backend"]:
